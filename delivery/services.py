@@ -1,0 +1,472 @@
+"""Sending messages, and what recipients do with them (opens, clicks, unsubscribes, bounces).
+
+Every send goes through messages_send; every event through event_record.
+
+A message's life: the engine writes it QUEUED and dispatches its id after commit. A send task
+claims it (SENDING, with a lease), renders, hands it to the route, and records the outcome:
+SENT; QUEUED again with a later next_attempt_at on a transient failure; BOUNCED on a permanent
+one (which also makes the contact unmailable); FAILED when the template cannot render or the
+attempts run out; CANCELLED when the contact may no longer be mailed. The tick's sweep
+re-dispatches queued messages whose time has come (retries, or ids a broker lost) and releases
+messages whose worker died holding them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from delivery import signing
+from delivery.composer import Recipient, Skeleton
+from delivery.machines import machine_reason
+from delivery.models import Event, Message
+from delivery.transports import Outcome, SendResult, TransportUnavailable, open_transport
+from sequences import services as sequence_services
+from sequences.models import Enrollment, Sequence
+from sequences.personalization import RenderError
+from subscribers import services as subscriber_services
+from subscribers.addresses import email_hash
+from subscribers.models import Contact, Suppression
+
+logger = logging.getLogger(__name__)
+
+SWEEP_LIMIT = 10_000
+
+
+# Dispatch ------------------------------------------------------------------------------------
+
+
+def messages_dispatch(*, message_ids: list[int]) -> None:
+    """Hand message ids to send tasks, in batches, once the current transaction commits."""
+    if not message_ids:
+        return
+    from delivery.tasks import send_messages
+
+    size = settings.SEND_BATCH_SIZE
+    chunks = [message_ids[start : start + size] for start in range(0, len(message_ids), size)]
+
+    def enqueue() -> None:
+        for chunk in chunks:
+            send_messages.delay(chunk)
+
+    transaction.on_commit(enqueue)
+
+
+def messages_sweep(*, now: dt.datetime | None = None) -> int:
+    """Release messages whose worker died, and dispatch queued messages that are due."""
+    now = now or timezone.now()
+    Message.objects.filter(status=Message.Status.SENDING, lease_expires_at__lt=now).update(
+        status=Message.Status.QUEUED, next_attempt_at=now, lease_expires_at=None
+    )
+    with transaction.atomic():
+        due = list(
+            Message.objects.filter(status=Message.Status.QUEUED, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:SWEEP_LIMIT]
+        )
+        if due:
+            # Pushing next_attempt_at on means a second sweep will not dispatch them again
+            # unless this dispatch is lost.
+            Message.objects.filter(id__in=due).update(
+                next_attempt_at=now + dt.timedelta(seconds=settings.SEND_DISPATCH_GRACE_SECONDS)
+            )
+            messages_dispatch(message_ids=due)
+    return len(due)
+
+
+# Sending -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retried: int = 0
+    bounced: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    held: int = 0
+
+
+@dataclass
+class _Outcomes:
+    sent: list[tuple[int, str, str, str, str, str]] = field(default_factory=list)
+    retry: list[tuple[int, int, str]] = field(default_factory=list)  # id, attempts, response
+    bounced: list[tuple[int, str]] = field(default_factory=list)  # id, response
+    failed: list[tuple[int, str, str]] = field(default_factory=list)  # id, enrollment exit reason, response
+    cancelled: list[tuple[int, str]] = field(default_factory=list)  # id, response
+    held: list[int] = field(default_factory=list)
+
+
+MESSAGE_COLUMNS = (
+    "id",
+    "organization_id",
+    "contact_id",
+    "enrollment_id",
+    "sequence_id",
+    "step_id",
+    "attempts",
+    "contact__email",
+    "contact__first_name",
+    "contact__last_name",
+    "contact__properties",
+    "contact__timezone",
+    "contact__status",
+    "sequence__status",
+    "sequence__from_name",
+    "sequence__from_email",
+    "sequence__reply_to",
+    "sequence__track_opens",
+    "sequence__track_clicks",
+    "step__template_id",
+    "step__template__subject",
+    "step__template__html_body",
+    "step__template__text_body",
+    "organization__name",
+    "organization__postal_address",
+    "organization__timezone",
+)
+
+
+def _claim(message_ids: list[int], now: dt.datetime) -> list[dict[str, Any]]:
+    """Take the still-queued messages among `message_ids` for this worker."""
+    with transaction.atomic():
+        ids = list(
+            Message.objects.filter(id__in=message_ids, status=Message.Status.QUEUED)
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)
+        )
+        if not ids:
+            return []
+        Message.objects.filter(id__in=ids).update(
+            status=Message.Status.SENDING,
+            lease_expires_at=now + dt.timedelta(seconds=settings.SEND_LEASE_SECONDS),
+        )
+    return list(Message.objects.filter(id__in=ids).order_by("id").values(*MESSAGE_COLUMNS))
+
+
+def _skeleton(row: dict[str, Any]) -> Skeleton:
+    return Skeleton(
+        subject=row["step__template__subject"],
+        html_body=row["step__template__html_body"],
+        text_body=row["step__template__text_body"],
+        from_name=row["sequence__from_name"],
+        from_email=row["sequence__from_email"],
+        reply_to=row["sequence__reply_to"],
+        track_opens=row["sequence__track_opens"],
+        track_clicks=row["sequence__track_clicks"],
+        organization_id=row["organization_id"],
+        organization_name=row["organization__name"],
+        postal_address=row["organization__postal_address"],
+        sequence_id=row["sequence_id"],
+    )
+
+
+def messages_send(*, message_ids: list[int]) -> SendReport:
+    """Send the still-queued messages among `message_ids` over one connection, and record each
+    outcome. Safe to call twice with the same ids: a message is claimed by one caller only."""
+    now = timezone.now()
+    rows = _claim(message_ids, now)
+    outcomes = _Outcomes()
+    if not rows:
+        return SendReport()
+
+    suppressed = set(
+        Suppression.objects.filter(
+            organization_id__in={row["organization_id"] for row in rows},
+            email_hash__in=[email_hash(row["contact__email"]) for row in rows],
+        ).values_list("organization_id", "email_hash")
+    )
+    sendable = []
+    for row in rows:
+        if row["sequence__status"] == Sequence.Status.PAUSED:
+            outcomes.held.append(row["id"])
+        elif row["sequence__status"] != Sequence.Status.ACTIVE or row["step__template_id"] is None:
+            outcomes.cancelled.append((row["id"], f"sequence is {row['sequence__status']}"))
+        elif row["contact__status"] != Contact.Status.ACTIVE:
+            outcomes.cancelled.append((row["id"], f"contact is {row['contact__status']}"))
+        elif (row["organization_id"], email_hash(row["contact__email"])) in suppressed:
+            outcomes.cancelled.append((row["id"], "address is suppressed"))
+        else:
+            sendable.append(row)
+
+    if sendable:
+        _deliver(sendable, outcomes, now)
+    return _record(outcomes, timezone.now())
+
+
+def _deliver(rows: list[dict[str, Any]], outcomes: _Outcomes, now: dt.datetime) -> None:
+    skeletons: dict[tuple[int, int], Skeleton] = {}
+    date_header = format_datetime(now)
+    remaining = list(rows)
+    try:
+        with open_transport() as transport:
+            while remaining:
+                row = remaining[0]
+                key = (row["step_id"], row["sequence_id"])
+                if key not in skeletons:
+                    skeletons[key] = _skeleton(row)
+                try:
+                    composed = skeletons[key].compose(
+                        Recipient(
+                            message_id=row["id"],
+                            contact_id=row["contact_id"],
+                            email=row["contact__email"],
+                            first_name=row["contact__first_name"],
+                            last_name=row["contact__last_name"],
+                            properties=row["contact__properties"] or {},
+                            timezone=row["contact__timezone"],
+                        ),
+                        date_header=date_header,
+                    )
+                except RenderError as error:
+                    outcomes.failed.append(
+                        (row["id"], Enrollment.ExitReason.RENDER_FAILED, f"render failed: {error}"[:1000])
+                    )
+                    remaining.pop(0)
+                    continue
+                result = transport.send(composed, organization_id=row["organization_id"])
+                remaining.pop(0)
+                _classify(row, composed, result, outcomes)
+    except TransportUnavailable as error:
+        logger.warning("route unavailable, %d messages will be retried: %s", len(remaining), error)
+        for row in remaining:
+            outcomes.retry.append((row["id"], row["attempts"] + 1, str(error)[:1000]))
+
+
+def _classify(row: dict[str, Any], composed: Any, result: SendResult, outcomes: _Outcomes) -> None:
+    if result.outcome is Outcome.ACCEPTED:
+        outcomes.sent.append(
+            (
+                row["id"],
+                composed.subject[:998],
+                composed.recipient,
+                composed.message_id_header,
+                json.dumps(composed.links),
+                result.response[:1000],
+            )
+        )
+    elif result.outcome is Outcome.PERMANENT:
+        outcomes.bounced.append((row["id"], result.response[:1000]))
+    else:
+        outcomes.retry.append((row["id"], row["attempts"] + 1, result.response[:1000]))
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """Exponential backoff with jitter: about 1, 2, 4, 8 ... minutes, at most 6 hours."""
+    seconds = min(settings.SEND_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1), 6 * 3600)
+    return dt.timedelta(seconds=seconds * random.uniform(0.9, 1.1))
+
+
+def _update_sent(rows: list[tuple[int, str, str, str, str, str]], now: dt.datetime) -> None:
+    """Record successful sends with one statement (UPDATE ... FROM VALUES), whatever the count."""
+    table = Message._meta.db_table
+    links = "v.column5::jsonb" if connection.vendor == "postgresql" else "v.column5"
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+        sql = (
+            f"UPDATE {table} SET status = %s, sent_at = %s, lease_expires_at = NULL, attempts = attempts + 1, "
+            f"subject = v.column2, recipient = v.column3, message_id_header = v.column4, links = {links}, "
+            f"response = v.column6 FROM (VALUES {placeholders}) AS v WHERE {table}.id = v.column1"
+        )
+        params: list[Any] = [Message.Status.SENT, now]
+        for row in chunk:
+            params.extend(row)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+@transaction.atomic
+def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
+    report = SendReport()
+    if outcomes.sent:
+        _update_sent(outcomes.sent, now)
+        report.sent = len(outcomes.sent)
+    if outcomes.held:
+        Message.objects.filter(id__in=outcomes.held).update(
+            status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=None
+        )
+        report.held = len(outcomes.held)
+    exhausted = []
+    for message_id, attempts, response in outcomes.retry:
+        if attempts >= settings.SEND_MAX_ATTEMPTS:
+            exhausted.append(message_id)
+            outcomes.failed.append((message_id, Enrollment.ExitReason.SEND_FAILED, f"gave up: {response}"))
+            continue
+        Message.objects.filter(id=message_id).update(
+            status=Message.Status.QUEUED,
+            attempts=attempts,
+            next_attempt_at=now + retry_delay(attempts),
+            lease_expires_at=None,
+            response=response,
+        )
+        report.retried += 1
+    for message_id, response in outcomes.cancelled:
+        Message.objects.filter(id=message_id).update(
+            status=Message.Status.CANCELLED, lease_expires_at=None, next_attempt_at=None, response=response
+        )
+        report.cancelled += 1
+    failed_enrollments: dict[str, list[int]] = defaultdict(list)
+    for message_id, reason, response in outcomes.failed:
+        Message.objects.filter(id=message_id).update(
+            status=Message.Status.FAILED,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            attempts=F("attempts") + (0 if message_id in exhausted else 1),
+            response=response,
+        )
+        failed_enrollments[reason].append(message_id)
+        report.failed += 1
+    for reason, message_ids in failed_enrollments.items():
+        enrollment_ids = Message.objects.filter(id__in=message_ids).values_list("enrollment_id", flat=True)
+        sequence_services.enrollments_fail(enrollment_ids=enrollment_ids, reason=reason)
+    for message_id, response in outcomes.bounced:
+        Message.objects.filter(id=message_id).update(
+            status=Message.Status.BOUNCED,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            attempts=F("attempts") + 1,
+            response=response,
+        )
+        message_bounced(message=Message.objects.get(pk=message_id), detail=response)
+        report.bounced += 1
+    return report
+
+
+# Events --------------------------------------------------------------------------------------
+
+
+def event_record(
+    *,
+    message: Message | None,
+    contact: Contact,
+    type: str,
+    occurred_at: dt.datetime | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+    url: str = "",
+    is_machine: bool = False,
+    machine_reason: str = "",
+    detail: str = "",
+) -> Event:
+    return Event.objects.create(
+        organization_id=contact.organization_id,
+        message=message,
+        contact=contact,
+        type=type,
+        occurred_at=occurred_at or timezone.now(),
+        ip=ip,
+        user_agent=user_agent[:512],
+        url=url,
+        is_machine=is_machine,
+        machine_reason=machine_reason,
+        detail=detail,
+    )
+
+
+@transaction.atomic
+def message_bounced(*, message: Message, detail: str) -> None:
+    """A permanent delivery failure: the contact becomes unmailable and leaves every sequence."""
+    contact = Contact.objects.get(pk=message.contact_id)
+    subscriber_services.contact_mark_bounced(contact=contact, detail=detail)
+    event_record(message=message, contact=contact, type=Event.Type.BOUNCE, detail=detail)
+
+
+# Tracking ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackedRequest:
+    ip: str | None
+    user_agent: str
+    method: str
+
+
+def _tracking_event(message: Message, event_type: str, request: TrackedRequest, url: str = "") -> Event:
+    now = timezone.now()
+    reason = machine_reason(
+        user_agent=request.user_agent, ip=request.ip, sent_at=message.sent_at, occurred_at=now, method=request.method
+    )
+    return event_record(
+        message=message,
+        contact=message.contact,
+        type=event_type,
+        occurred_at=now,
+        ip=request.ip,
+        user_agent=request.user_agent,
+        url=url,
+        is_machine=bool(reason),
+        machine_reason=reason,
+    )
+
+
+def open_record(*, token: str, request: TrackedRequest) -> bool:
+    """Record an open for a pixel token; False when the token is not genuine."""
+    ids = signing.unsign("open", token)
+    message = Message.objects.select_related("contact").filter(pk=ids[0]).first() if ids else None
+    if message is None:
+        return False
+    _tracking_event(message, Event.Type.OPEN, request)
+    return True
+
+
+def click_record(*, token: str, request: TrackedRequest) -> str | None:
+    """Record a click and return the stored URL it leads to, or None when the token is not genuine."""
+    ids = signing.unsign("click", token)
+    if not ids:
+        return None
+    message_id, link_index = ids
+    message = Message.objects.select_related("contact").filter(pk=message_id).first()
+    if message is None or link_index >= len(message.links):
+        return None
+    url = message.links[link_index]
+    _tracking_event(message, Event.Type.CLICK, request, url=url)
+    return url
+
+
+@dataclass(frozen=True)
+class UnsubscribeTarget:
+    contact: Contact
+    message: Message | None
+
+
+def unsubscribe_target(*, token: str) -> UnsubscribeTarget | None:
+    ids = signing.unsign("unsubscribe", token)
+    if not ids:
+        return None
+    message_id, contact_id = ids
+    contact = Contact.objects.select_related("organization").filter(pk=contact_id).first()
+    if contact is None:
+        return None
+    # The message may be gone (retention); the contact is what the link unsubscribes.
+    message = Message.objects.filter(pk=message_id, contact_id=contact_id).first()
+    return UnsubscribeTarget(contact=contact, message=message)
+
+
+@transaction.atomic
+def unsubscribe_by_link(*, target: UnsubscribeTarget, request: TrackedRequest, one_click: bool) -> bool:
+    """Unsubscribe through a link in a message; True when the contact was mailable until now."""
+    source = "one-click (RFC 8058)" if one_click else "unsubscribe page"
+    changed = subscriber_services.contact_unsubscribe(contact=target.contact, source=source)
+    if changed:
+        event_record(
+            message=target.message,
+            contact=target.contact,
+            type=Event.Type.UNSUBSCRIBE,
+            ip=request.ip,
+            user_agent=request.user_agent,
+            detail=source,
+        )
+    return changed

@@ -1,0 +1,54 @@
+"""Delivery through an email service provider's HTTP API, by way of django-anymail."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from delivery.transports.base import Outcome, SendResult, Transport, TransportUnavailable
+
+if TYPE_CHECKING:
+    from delivery.composer import ComposedMessage
+    from emailseq.environment import EmailConfig
+
+ACCEPTED_STATUSES = {"sent", "queued"}
+PERMANENT_STATUSES = {"rejected", "invalid"}
+
+
+class AnymailTransport(Transport):
+    def __init__(self, config: EmailConfig) -> None:
+        self.connection = get_connection(config.anymail_backend, fail_silently=False)
+
+    def send(self, message: ComposedMessage, *, organization_id: int) -> SendResult:
+        email = EmailMultiAlternatives(
+            subject=message.subject,
+            body=message.text,
+            from_email=message.from_header,
+            to=[message.recipient],
+            headers=dict(message.extra_headers),
+            connection=self.connection,
+        )
+        email.attach_alternative(message.html, "text/html")
+        try:
+            email.send()
+        except AnymailRecipientsRefused as error:
+            return SendResult(Outcome.PERMANENT, str(error))
+        except AnymailAPIError as error:
+            status = getattr(error, "status_code", None)
+            if status is None or status == 429 or status >= 500:
+                raise TransportUnavailable(str(error)) from error
+            # Other 4xx API errors are about our request or account, not the recipient.
+            return SendResult(Outcome.TRANSIENT, str(error))
+        except AnymailError as error:
+            raise TransportUnavailable(str(error)) from error
+        status = email.anymail_status
+        recipient_status = status.recipients.get(message.recipient)
+        state = recipient_status.status if recipient_status else next(iter(status.status or {"queued"}))
+        provider_id = str(recipient_status.message_id if recipient_status else status.message_id or "")
+        if state in ACCEPTED_STATUSES:
+            return SendResult(Outcome.ACCEPTED, f"{state} by provider", provider_message_id=provider_id)
+        if state in PERMANENT_STATUSES:
+            return SendResult(Outcome.PERMANENT, f"{state} by provider", provider_message_id=provider_id)
+        return SendResult(Outcome.TRANSIENT, f"{state} by provider", provider_message_id=provider_id)

@@ -1,0 +1,262 @@
+"""Settings, all driven by the environment.
+
+With nothing set the product runs on embedded parts: SQLite under var/, local-memory cache,
+in-memory channel layer, Celery tasks run in-process, outgoing mail captured under var/mailbox.
+DATABASE_URL, REDIS_URL and EMAIL_URL switch on the real parts. README.md lists every variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from emailseq.environment import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    parse_base_url,
+    parse_database_url,
+    parse_email_url,
+    parse_redis_url,
+    sqlite_settings,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _local_secret_key() -> str:
+    """A per-installation key kept under var/, so signed links survive restarts."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY", "") or _local_secret_key()
+# Old keys stay valid for verifying signed links after a rotation (unsubscribe links must keep
+# working for a year).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
+DEBUG = env_bool("DEBUG", False)
+
+BASE_URL = env_str("BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+BASE_URL_SCHEME, BASE_URL_HOST, BASE_URL_ORIGIN = parse_base_url("BASE_URL", BASE_URL)
+BASE_URL = BASE_URL_ORIGIN
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [BASE_URL_HOST, "127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = [BASE_URL_ORIGIN]
+
+# HTTPS-only settings follow the scheme of BASE_URL, so a production configuration served
+# over plain HTTP on 127.0.0.1 still works for local checks.
+USES_HTTPS = BASE_URL_SCHEME == "https"
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", USES_HTTPS)
+SESSION_COOKIE_SECURE = USES_HTTPS
+CSRF_COOKIE_SECURE = USES_HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if USES_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", USES_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", USES_HTTPS)
+if env_bool("BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+# Tracking and unsubscribe routes are exempt from the HTTPS redirect: a redirect on a
+# one-click unsubscribe POST would break RFC 8058, and pixels must answer directly.
+SECURE_REDIRECT_EXEMPT = [r"^t/", r"^u/"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_celery_beat",
+    "axes",
+    "organizations",
+    "subscribers",
+    "sequences",
+    "delivery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = 1  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+
+ROOT_URLCONF = "emailseq.urls"
+WSGI_APPLICATION = "emailseq.wsgi.application"
+ASGI_APPLICATION = "emailseq.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_database_url = env_str("DATABASE_URL", "")
+DATABASES = {
+    "default": (
+        parse_database_url("DATABASE_URL", _database_url, sqlite_default_path=VAR_DIR / "emailseq.sqlite3")
+        if _database_url
+        else sqlite_settings(str(VAR_DIR / "emailseq.sqlite3"))
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    parse_redis_url("REDIS_URL", REDIS_URL)
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "emailseq",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "emailseq"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The engine. Batches keep each transaction short and each Celery task worth its overhead.
+SCHEDULER_INTERVAL_SECONDS = env_float("SCHEDULER_INTERVAL_SECONDS", 2.0, minimum=0.1)
+ENGINE_CLAIM_BATCH_SIZE = env_int("ENGINE_CLAIM_BATCH_SIZE", 500, minimum=1)
+ENGINE_TICK_BUDGET_SECONDS = env_float("ENGINE_TICK_BUDGET_SECONDS", 20.0, minimum=0.1)
+SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 200, minimum=1)
+# A message handed to the broker but not picked up within this time is dispatched again.
+SEND_DISPATCH_GRACE_SECONDS = env_int("SEND_DISPATCH_GRACE_SECONDS", 120, minimum=1)
+# A message claimed by a worker that died is released after this lease.
+SEND_LEASE_SECONDS = env_int("SEND_LEASE_SECONDS", 600, minimum=10)
+SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 8, minimum=1)
+SEND_RETRY_BASE_SECONDS = env_int("SEND_RETRY_BASE_SECONDS", 60, minimum=1)
+
+# Celery: with REDIS_URL a real broker and workers; without it, tasks run in the calling
+# process (the scheduler thread of `manage.py serve`, or `manage.py tick`).
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"delivery.tasks.*": {"queue": "send"}}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+# Every periodic schedule lives here. django-celery-beat's DatabaseScheduler copies these
+# entries into its tables, where staff can see them in the admin. Each task is safe to run
+# twice at once: the rows it works on are claimed with SKIP LOCKED.
+CELERY_BEAT_SCHEDULE = {
+    "sequences-tick": {
+        "task": "sequences.tasks.tick",
+        "schedule": SCHEDULER_INTERVAL_SECONDS,
+        "options": {"expires": 30},
+    },
+}
+
+# Templates: limits that bound rendering time and size.
+TEMPLATE_LOOP_LIMIT = env_int("TEMPLATE_LOOP_LIMIT", 10_000, minimum=1)
+TEMPLATE_OUTPUT_LIMIT_BYTES = env_int("TEMPLATE_OUTPUT_LIMIT_BYTES", 512_000, minimum=1024)
+
+# Mail.
+EMAIL = parse_email_url("EMAIL_URL", env_str("EMAIL_URL", "") or None, mailbox_default=VAR_DIR / "mailbox")
+MESSAGE_ID_DOMAIN = env_str("MESSAGE_ID_DOMAIN", BASE_URL_HOST)
+UNSUBSCRIBE_MAILTO_DOMAIN = env_str("UNSUBSCRIBE_MAILTO_DOMAIN", MESSAGE_ID_DOMAIN)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"emailseq@{MESSAGE_ID_DOMAIN}")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = EMAIL.timeout
+if EMAIL.kind == "smtp":
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST, EMAIL_PORT = EMAIL.host, EMAIL.port
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = EMAIL.username, EMAIL.password
+    EMAIL_USE_TLS = EMAIL.security == "starttls"
+    EMAIL_USE_SSL = EMAIL.security == "tls"
+elif EMAIL.kind == "anymail":
+    EMAIL_BACKEND = EMAIL.anymail_backend
+    ANYMAIL = dict(EMAIL.anymail_settings)
+elif EMAIL.kind == "console":
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    EMAIL_BACKEND = "delivery.mailbox.CaptureEmailBackend"
+MAILBOX_DIR = Path(EMAIL.mailbox_dir) if EMAIL.kind == "capture" else VAR_DIR / "mailbox"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the app directories: no collectstatic step is needed to start.
+WHITENOISE_USE_FINDERS = True
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        app: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
+        for app in ("organizations", "subscribers", "sequences", "delivery", "emailseq")
+    },
+}

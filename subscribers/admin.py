@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from organizations.admin import TenantAdmin, TenantModelForm
+from sequences import services as sequence_services
+from subscribers import services
+from subscribers.addresses import email_hash, normalize_email
+from subscribers.models import Contact, ContactList, Suppression, Tag
+
+
+@admin.register(ContactList)
+class ContactListAdmin(TenantAdmin):
+    list_display = ("name", "organization", "contact_count", "created_at")
+    search_fields = ("name",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(contact_count=Count("contacts"))
+
+    @admin.display(ordering="contact_count", description="contacts")
+    def contact_count(self, obj: ContactList) -> int:
+        return obj.contact_count
+
+
+@admin.register(Tag)
+class TagAdmin(ContactListAdmin):
+    pass
+
+
+class ContactForm(TenantModelForm):
+    class Meta:
+        model = Contact
+        fields = "__all__"
+
+    def clean_email(self) -> str:
+        return normalize_email(self.cleaned_data["email"])
+
+
+@admin.register(Contact)
+class ContactAdmin(TenantAdmin):
+    form = ContactForm
+    list_display = ("email", "first_name", "last_name", "status", "organization", "created_at")
+    list_filter = ("status", ("lists", admin.RelatedOnlyFieldListFilter), ("tags", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("email", "first_name", "last_name")
+    readonly_fields = ("status", "status_changed_at", "created_at", "updated_at")
+    filter_horizontal = ("lists", "tags")
+    actions = ["unsubscribe_contacts", "resubscribe_contacts"]
+    fieldsets = (
+        (None, {"fields": ("organization", "email", "first_name", "last_name", "timezone", "properties")}),
+        ("Status", {"fields": ("status", "status_changed_at")}),
+        ("Consent", {"fields": ("consent_source", "consented_at", "consent_ip")}),
+        ("Membership", {"fields": ("lists", "tags")}),
+        ("Record", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def save_model(self, request: HttpRequest, obj: Contact, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            fields = {name: form.cleaned_data[name] for name in services.CONTACT_FIELDS if name in form.changed_data}
+            services.contact_update(contact=obj, **fields)
+            return
+        created = services.contact_create(
+            organization=obj.organization,
+            email=obj.email,
+            first_name=obj.first_name,
+            last_name=obj.last_name,
+            properties=obj.properties,
+            timezone_name=obj.timezone,
+            consent_source=obj.consent_source or f"added in admin by {request.user}",
+            consent_ip=obj.consent_ip,
+            consented_at=obj.consented_at,
+        )
+        obj.pk, obj.status, obj.consented_at = created.pk, created.status, created.consented_at
+        obj._state.adding = False
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Tags may have changed: a tag that is a sequence goal takes the contact out of it.
+        sequence_services.goals_check_for_contact(contact=form.instance)
+
+    @admin.action(description="Unsubscribe the selected contacts")
+    def unsubscribe_contacts(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = sum(
+            services.contact_unsubscribe(contact=contact, source=f"admin: {request.user}")
+            for contact in queryset
+            if self.has_change_permission(request, contact)
+        )
+        self.message_user(request, f"Unsubscribed {count} contact(s).", messages.SUCCESS)
+
+    @admin.action(description="Resubscribe the selected contacts (they gave consent again)")
+    def resubscribe_contacts(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = 0
+        for contact in queryset:
+            if self.has_change_permission(request, contact):
+                services.contact_resubscribe(contact=contact, source=f"admin: {request.user}")
+                count += 1
+        self.message_user(request, f"Resubscribed {count} contact(s).", messages.SUCCESS)
+
+
+class SuppressionForm(TenantModelForm):
+    email = forms.EmailField(help_text="Only its SHA-256 hash is stored.")
+
+    class Meta:
+        model = Suppression
+        fields = ("organization", "reason", "detail")
+
+    def clean_email(self) -> str:
+        return normalize_email(self.cleaned_data["email"])
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(TenantAdmin):
+    list_display = ("email_hash", "reason", "organization", "created_at")
+    list_filter = ("reason",)
+    search_fields = ("email_hash",)
+
+    def get_form(self, request: HttpRequest, obj: Suppression | None = None, **kwargs: Any) -> type[forms.ModelForm]:
+        if obj is None:
+            kwargs["form"] = SuppressionForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Suppression | None = None) -> tuple[str, ...]:
+        return ("email_hash", "reason", "created_at") if obj else ()
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        # Staff search by address; only the hash is stored, so search by the address's hash.
+        if "@" in search_term:
+            try:
+                return queryset.filter(email_hash=email_hash(normalize_email(search_term))), False
+            except ValidationError:
+                return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def save_model(self, request: HttpRequest, obj: Suppression, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["detail"])
+            return
+        created = services.suppression_add(
+            organization=form.cleaned_data["organization"],
+            email=form.cleaned_data["email"],
+            reason=form.cleaned_data["reason"],
+            detail=form.cleaned_data.get("detail") or f"added in admin by {request.user}",
+        )
+        obj.pk = created.pk
+        obj._state.adding = False
+        contact = Contact.objects.filter(organization=created.organization, email=form.cleaned_data["email"]).first()
+        if contact is not None:
+            services.contact_unsubscribe(contact=contact, source=f"suppressed in admin by {request.user}")
+
+    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
+        services.suppression_lift(suppression=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for suppression in queryset:
+            services.suppression_lift(suppression=suppression)
