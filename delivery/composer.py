@@ -218,15 +218,16 @@ class Skeleton:
     def _track_links(
         self, message_id: int, body_html: str, body_text: str, unsubscribe: str, links: list[str]
     ) -> tuple[str, str]:
-        index_of: dict[str, int] = {}
+        tracked_urls: dict[str, str] = {}
 
         def tracked(url: str) -> str | None:
+            if url in tracked_urls:
+                return tracked_urls[url]
             if not url.lower().startswith(("http://", "https://")) or url == unsubscribe:
                 return None
-            if url not in index_of:
-                index_of[url] = len(links)
-                links.append(url)
-            return click_url(message_id, index_of[url])
+            tracked_urls[url] = click_url(message_id, len(links))
+            links.append(url)
+            return tracked_urls[url]
 
         def replace_html(match: re.Match[str]) -> str:
             if NO_TRACK_ATTRIBUTE in match.group(1) or NO_TRACK_ATTRIBUTE in match.group(4):

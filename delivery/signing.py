@@ -33,7 +33,7 @@ def _key(secret: str, purpose: str) -> bytes:
 
 
 def _mac(secret: str, purpose: str, payload: bytes) -> bytes:
-    return hmac.new(_key(secret, purpose), payload, hashlib.sha256).digest()[:MAC_BYTES]
+    return hmac.digest(_key(secret, purpose), payload, "sha256")[:MAC_BYTES]
 
 
 def sign(purpose: str, *numbers: int) -> str:

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_beat",
     "axes",
+    "emailseq",
     "organizations",
     "subscribers",
     "sequences",

@@ -34,6 +34,21 @@ class StepInline(TenantInline, admin.StackedInline):
         ("yes_step", "no_step"),
     )
 
+    def get_formset(self, request: HttpRequest, obj: Sequence | None = None, **kwargs: Any) -> Any:
+        # The parent sequence narrows the choices below; formfield_for_foreignkey runs while
+        # the formset class is built, inside this call.
+        request._sequence_being_edited = obj  # type: ignore[attr-defined]
+        return super().get_formset(request, obj, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        sequence = getattr(request, "_sequence_being_edited", None)
+        if db_field.name in ("yes_step", "no_step"):
+            field.queryset = Step.objects.filter(sequence=sequence) if sequence else Step.objects.none()
+        elif db_field.name == "template" and sequence is not None:
+            field.queryset = field.queryset.filter(organization_id=sequence.organization_id)
+        return field
+
 
 @admin.register(Sequence)
 class SequenceAdmin(TenantAdmin):
