@@ -72,7 +72,7 @@ class RecordingHandler:
         self.received: list[ReceivedMail] = []
         self.replies: dict[str, list[str]] = {}
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: ANN001, N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         with self.lock:
             queued = self.replies.get(address)
             reply = queued.pop(0) if queued else None
@@ -81,7 +81,7 @@ class RecordingHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
+    async def handle_DATA(self, server, session, envelope) -> str:
         with self.lock:
             self.received.append(ReceivedMail(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.content))
         return "250 2.0.0 Ok: queued"

@@ -31,7 +31,7 @@ class EventFactory(factory.django.DjangoModelFactory):
     occurred_at = factory.LazyFunction(timezone.now)
 
 
-def enrollment_for(sequence, contact, **fields) -> Enrollment:  # noqa: ANN001
+def enrollment_for(sequence, contact, **fields) -> Enrollment:
     return Enrollment.objects.create(
         organization=sequence.organization,
         sequence=sequence,

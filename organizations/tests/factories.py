@@ -27,7 +27,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", "password")
 
     @factory.post_generation
-    def save_password(obj, create, extracted, **kwargs):  # noqa: ANN001, N805
+    def save_password(obj, create, extracted, **kwargs):
         if create:
             obj.save()
 
