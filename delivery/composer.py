@@ -23,6 +23,7 @@ from django.conf import settings
 from delivery import signing
 from sequences.personalization import CompiledTemplate
 from sequences.plaintext import html_to_text
+from subscribers.addresses import ascii_address
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 # The href="..." of <a> tags: group 1 is the tag up to the opening quote, 2 the quote, 3 the
@@ -140,9 +141,10 @@ class Skeleton:
         self.subject = CompiledTemplate(subject)
         self.html = CompiledTemplate(html_body)
         self.text = CompiledTemplate(text_body or html_to_text(html_body))
+        from_email = ascii_address(from_email)
         self.from_email = from_email
         self.from_header = formataddr((from_name, from_email), charset="utf-8") if from_name else from_email
-        self.reply_to = reply_to
+        self.reply_to = ascii_address(reply_to) if reply_to else ""
         self.track_opens = track_opens
         self.track_clicks = track_clicks
         self.organization = {"name": organization_name, "postal_address": postal_address}
@@ -196,7 +198,7 @@ class Skeleton:
         headers = [
             ("Date", date_header),
             ("Message-ID", message_id_header),
-            ("List-Unsubscribe", f"<{unsubscribe}>,\r\n <{mailto}>"),
+            ("List-Unsubscribe", f"<{unsubscribe}>, <{mailto}>"),
             ("List-Unsubscribe-Post", ONE_CLICK),
             ("X-Emailseq-ID", correlation),
             ("Feedback-ID", self.feedback_id),
@@ -219,6 +221,8 @@ class Skeleton:
         self, message_id: int, body_html: str, body_text: str, unsubscribe: str, links: list[str]
     ) -> tuple[str, str]:
         tracked_urls: dict[str, str] = {}
+        # URLs the HTML marks data-no-track stay untracked in the text part too.
+        untracked: set[str] = set()
 
         def tracked(url: str) -> str | None:
             if url in tracked_urls:
@@ -231,6 +235,7 @@ class Skeleton:
 
         def replace_html(match: re.Match[str]) -> str:
             if NO_TRACK_ATTRIBUTE in match.group(1) or NO_TRACK_ATTRIBUTE in match.group(4):
+                untracked.add(html.unescape(match.group(3).strip()))
                 return match.group(0)
             target = tracked(html.unescape(match.group(3).strip()))
             if target is None:
@@ -238,9 +243,12 @@ class Skeleton:
             return f"{match.group(1)}{match.group(2)}{target}{match.group(2)}{match.group(4)}"
 
         def replace_text(match: re.Match[str]) -> str:
+            if match.group(0) in untracked:
+                return match.group(0)
             return tracked(match.group(0)) or match.group(0)
 
-        return LINK_PATTERN.sub(replace_html, body_html), TEXT_URL_PATTERN.sub(replace_text, body_text)
+        body_html = LINK_PATTERN.sub(replace_html, body_html)  # first: it fills `untracked`
+        return body_html, TEXT_URL_PATTERN.sub(replace_text, body_text)
 
 
 def _insert_before_body_end(body_html: str, fragment: str) -> str:

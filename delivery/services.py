@@ -66,9 +66,20 @@ def messages_dispatch(*, message_ids: list[int]) -> None:
 def messages_sweep(*, now: dt.datetime | None = None) -> int:
     """Release messages whose worker died, and dispatch queued messages that are due."""
     now = now or timezone.now()
-    Message.objects.filter(status=Message.Status.SENDING, lease_expires_at__lt=now).update(
-        status=Message.Status.QUEUED, next_attempt_at=now, lease_expires_at=None
-    )
+    expired = Message.objects.filter(status=Message.Status.SENDING, lease_expires_at__lt=now)
+    # A lost worker counts as an attempt, so a message that keeps killing its worker ends.
+    given_up = list(expired.filter(attempts__gte=settings.SEND_MAX_ATTEMPTS - 1).values_list("id", "enrollment_id"))
+    if given_up:
+        Message.objects.filter(id__in=[message_id for message_id, _ in given_up]).update(
+            status=Message.Status.FAILED,
+            attempts=F("attempts") + 1,
+            lease_expires_at=None,
+            response="gave up: the worker sending it was lost too often",
+        )
+        sequence_services.enrollments_fail(
+            enrollment_ids=[enrollment_id for _, enrollment_id in given_up], reason=Enrollment.ExitReason.SEND_FAILED
+        )
+    expired.update(status=Message.Status.QUEUED, next_attempt_at=now, lease_expires_at=None, attempts=F("attempts") + 1)
     with transaction.atomic():
         due = list(
             Message.objects.filter(status=Message.Status.QUEUED, next_attempt_at__lte=now)
@@ -236,7 +247,20 @@ def _deliver(rows: list[dict[str, Any]], outcomes: _Outcomes, now: dt.datetime) 
                     )
                     remaining.pop(0)
                     continue
-                result = transport.send(composed, organization_id=row["organization_id"])
+                except Exception as error:  # one malformed message must not strand its batch
+                    logger.exception("message %s could not be composed", row["id"])
+                    outcomes.failed.append(
+                        (row["id"], Enrollment.ExitReason.RENDER_FAILED, f"compose failed: {error}"[:1000])
+                    )
+                    remaining.pop(0)
+                    continue
+                try:
+                    result = transport.send(composed, organization_id=row["organization_id"])
+                except TransportUnavailable:
+                    raise
+                except Exception as error:  # as above; the route itself still works
+                    logger.exception("message %s could not be handed to the route", row["id"])
+                    result = SendResult(Outcome.TRANSIENT, f"send failed: {error}")
                 remaining.pop(0)
                 _classify(row, composed, result, outcomes)
     except TransportUnavailable as error:
@@ -295,14 +319,23 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
         _update_sent(outcomes.sent, now)
         report.sent = len(outcomes.sent)
     if outcomes.held:
-        Message.objects.filter(id__in=outcomes.held).update(
+        held = Message.objects.filter(id__in=outcomes.held)
+        # The sequence may have been resumed since the claim. Lock the sequences (resuming
+        # locks them too) and hold only what is still paused; the rest is due at once.
+        list(
+            Sequence.objects.select_for_update().filter(id__in=held.values("sequence_id")).values_list("id", flat=True)
+        )
+        held.filter(sequence__status=Sequence.Status.PAUSED).update(
             status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=None
         )
+        held.filter(status=Message.Status.SENDING).update(
+            status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=now
+        )
         report.held = len(outcomes.held)
-    exhausted = []
+    exhausted: dict[int, int] = {}  # message id -> attempts made
     for message_id, attempts, response in outcomes.retry:
         if attempts >= settings.SEND_MAX_ATTEMPTS:
-            exhausted.append(message_id)
+            exhausted[message_id] = attempts
             outcomes.failed.append((message_id, Enrollment.ExitReason.SEND_FAILED, f"gave up: {response}"))
             continue
         Message.objects.filter(id=message_id).update(
@@ -324,7 +357,7 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
             status=Message.Status.FAILED,
             lease_expires_at=None,
             next_attempt_at=None,
-            attempts=F("attempts") + (0 if message_id in exhausted else 1),
+            attempts=exhausted.get(message_id, F("attempts") + 1),
             response=response,
         )
         failed_enrollments[reason].append(message_id)

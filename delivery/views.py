@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import ipaddress
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
@@ -20,8 +22,12 @@ NO_STORE = "no-store, no-cache, must-revalidate, private, max-age=0"
 def _tracked_request(request: HttpRequest) -> services.TrackedRequest:
     ip = request.META.get("REMOTE_ADDR")
     if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        ip = forwarded.split(",")[0].strip() or ip
+        # The rightmost entry is the one our own proxy added; entries left of it come from the
+        # client and can be forged.
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
+        # Absent, or not an address ("unknown", a hostname): keep REMOTE_ADDR.
+        with contextlib.suppress(ValueError):
+            ip = str(ipaddress.ip_address(forwarded))
     return services.TrackedRequest(
         ip=ip or None, user_agent=request.META.get("HTTP_USER_AGENT", ""), method=request.method or "GET"
     )

@@ -61,9 +61,10 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", USES_HTTPS)
 if env_bool("BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
-# Tracking and unsubscribe routes are exempt from the HTTPS redirect: a redirect on a
-# one-click unsubscribe POST would break RFC 8058, and pixels must answer directly.
-SECURE_REDIRECT_EXEMPT = [r"^t/", r"^u/"]
+# Exempt from the HTTPS redirect: tracking and unsubscribe (a redirect on a one-click
+# unsubscribe POST breaks RFC 8058; pixels must answer directly) and the health check (load
+# balancers probe over plain HTTP and treat a redirect as down).
+SECURE_REDIRECT_EXEMPT = [r"^t/", r"^u/", r"^healthz$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -74,6 +74,12 @@ def _organization_id_of(form: forms.ModelForm) -> int | None:
             parent = field.get_cached_value(instance)
             if parent is not None and parent.organization_id:
                 return parent.organization_id
+    # A new inline row: the parent arrives only through the inline's parent-reference field.
+    for form_field in form.fields.values():
+        if isinstance(form_field, forms.models.InlineForeignKeyField):
+            parent = form_field.parent_instance
+            if isinstance(parent, TenantModel) and parent.organization_id:
+                return parent.organization_id
     return None
 
 
@@ -179,7 +185,8 @@ class ReadOnlyTenantAdmin(TenantAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: TenantModel | None = None) -> bool:
-        return False
+        # Only as part of deleting their contact, and only by superusers: history is not edited.
+        return request.user.is_active and request.user.is_superuser
 
 
 class MembershipInline(admin.TabularInline):

@@ -32,6 +32,15 @@ def normalize_email(value: str) -> str:
     return address
 
 
+def ascii_address(value: str) -> str:
+    """The address with its domain in ASCII (IDNA) form, as SMTP envelopes and headers need it."""
+    local, _, domain = value.strip().rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}" if local else value.strip()
+    except UnicodeError:
+        return value.strip()
+
+
 def email_hash(normalized_email: str) -> str:
     """SHA-256 of the normalized address: lets us recognise an address without keeping it."""
     return hashlib.sha256(normalized_email.encode("utf-8")).hexdigest()

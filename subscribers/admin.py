@@ -19,6 +19,7 @@ from subscribers.models import Contact, ContactList, Suppression, Tag
 class ContactListAdmin(TenantAdmin):
     list_display = ("name", "organization", "contact_count", "created_at")
     search_fields = ("name",)
+    ordering = ("name",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(contact_count=Count("contacts"))
@@ -40,6 +41,12 @@ class ContactForm(TenantModelForm):
 
     def clean_email(self) -> str:
         return normalize_email(self.cleaned_data["email"])
+
+    def clean_properties(self) -> dict[str, Any]:
+        properties = self.cleaned_data.get("properties")
+        if properties is not None and not isinstance(properties, dict):
+            raise ValidationError("Properties must be a JSON object of names to values.")
+        return properties or {}
 
 
 @admin.register(Contact)
@@ -150,7 +157,13 @@ class SuppressionAdmin(TenantAdmin):
         obj._state.adding = False
         contact = Contact.objects.filter(organization=created.organization, email=form.cleaned_data["email"]).first()
         if contact is not None:
-            services.contact_unsubscribe(contact=contact, source=f"suppressed in admin by {request.user}")
+            detail = f"suppressed in admin by {request.user}"
+            if created.reason == Suppression.Reason.BOUNCED:
+                services.contact_mark_bounced(contact=contact, detail=detail)
+            elif created.reason == Suppression.Reason.COMPLAINED:
+                services.contact_mark_complained(contact=contact, detail=detail)
+            else:
+                services.contact_unsubscribe(contact=contact, source=detail)
 
     def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
         services.suppression_lift(suppression=obj)

@@ -164,12 +164,18 @@ def _contact_stop_mailing(
     locked = Contact.objects.select_for_update().get(pk=contact.pk)
     was_mailable = locked.status == Contact.Status.ACTIVE
     # A complaint outranks an earlier unsubscribe or bounce; otherwise the first reason stays.
-    if was_mailable or status == Contact.Status.COMPLAINED:
+    outranks = status == Contact.Status.COMPLAINED and locked.status != Contact.Status.COMPLAINED
+    if was_mailable or outranks:
         locked.status = status
         locked.status_changed_at = timezone.now()
         locked.save(update_fields=["status", "status_changed_at", "updated_at"])
     contact.status, contact.status_changed_at = locked.status, locked.status_changed_at
-    suppression_add(organization=locked.organization_id, email=locked.email, reason=suppression_reason, detail=detail)
+    suppression = suppression_add(
+        organization=locked.organization_id, email=locked.email, reason=suppression_reason, detail=detail
+    )
+    if outranks and suppression.reason != Suppression.Reason.COMPLAINED:
+        suppression.reason, suppression.detail = Suppression.Reason.COMPLAINED, detail[:2000]
+        suppression.save(update_fields=["reason", "detail"])
     sequence_services.enrollments_end_for_contact(contact=locked, reason=exit_reason)
     return was_mailable
 

@@ -1,0 +1,102 @@
+"""Two organizations, Alpha and Bravo, each with one row of every organization-scoped model.
+
+Every text a row shows carries its organization's marker ("alpha" or "bravo"), so a page that
+leaks a row of the other organization gives itself away by that word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.contrib import admin
+from django.db import models
+from django.urls import reverse
+
+from delivery.models import Event
+from delivery.tests.factories import EventFactory, MessageFactory, enrollment_for
+from organizations.models import Membership, Organization
+from organizations.tests.factories import OrganizationFactory, member
+from sequences.models import Step
+from sequences.tests.factories import EmailTemplateFactory, SequenceFactory, StepFactory
+from subscribers import services as subscriber_services
+from subscribers.models import Suppression
+from subscribers.tests.factories import ContactFactory, ContactListFactory, TagFactory
+
+
+@dataclass
+class Tenant:
+    marker: str
+    organization: Organization
+    owner: object
+    suppressed_email: str
+    rows: dict[type[models.Model], models.Model] = field(default_factory=dict)
+
+    def row(self, model: type[models.Model]) -> models.Model:
+        return self.rows[model]
+
+
+def build_tenant(marker: str) -> Tenant:
+    title = marker.capitalize()
+    organization = OrganizationFactory(name=f"{title} Org", slug=f"{marker}-org")
+    owner = member(organization, Membership.Role.OWNER, username=f"{marker}-owner")
+    contact_list = ContactListFactory(organization=organization, name=f"{marker} list")
+    tag = TagFactory(organization=organization, name=f"{marker}-tag")
+    contact = ContactFactory(
+        organization=organization, email=f"{marker}-person@{marker}.example", first_name=f"{title}ina"
+    )
+    contact.lists.add(contact_list)
+    contact.tags.add(tag)
+    suppressed_email = f"{marker}-gone@{marker}.example"
+    suppression = subscriber_services.suppression_add(
+        organization=organization, email=suppressed_email, reason=Suppression.Reason.MANUAL, detail=f"{marker} detail"
+    )
+    template = EmailTemplateFactory(organization=organization, name=f"{marker} template", subject=f"{marker} subject")
+    sequence = SequenceFactory(
+        organization=organization, name=f"{marker} sequence", from_email=f"news@{marker}.example"
+    )
+    step = StepFactory(sequence=sequence, position=1, kind=Step.Kind.EMAIL, template=template, name=f"{marker} step")
+    enrollment = enrollment_for(sequence, contact)
+    message = MessageFactory(
+        enrollment=enrollment, step=step, subject=f"{marker} message subject", recipient=contact.email
+    )
+    event = EventFactory(message=message, type=Event.Type.CLICK, url=f"https://{marker}.example/clicked")
+    membership = Membership.objects.get(organization=organization, user=owner)
+    rows = {
+        Organization: organization,
+        Membership: membership,
+        type(contact_list): contact_list,
+        type(tag): tag,
+        type(contact): contact,
+        Suppression: suppression,
+        type(template): template,
+        type(sequence): sequence,
+        Step: step,
+        type(enrollment): enrollment,
+        type(message): message,
+        type(event): event,
+    }
+    return Tenant(marker=marker, organization=organization, owner=owner, suppressed_email=suppressed_email, rows=rows)
+
+
+def organization_scoped_admins() -> list[tuple[type[models.Model], admin.ModelAdmin]]:
+    """Every model registered in the admin that belongs to an organization, and Organization."""
+    scoped = []
+    for model, model_admin in admin.site._registry.items():
+        field_names = {model_field.name for model_field in model._meta.get_fields()}
+        if model is Organization or "organization" in field_names:
+            scoped.append((model, model_admin))
+    return sorted(scoped, key=lambda pair: pair[0]._meta.label)
+
+
+def organization_of(row: models.Model) -> int:
+    return row.pk if isinstance(row, Organization) else row.organization_id
+
+
+def admin_url(model: type[models.Model], view: str, *args: object) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def search_term_for(tenant: Tenant, model: type[models.Model]) -> str:
+    """A term that finds the tenant's row of `model` through its admin search."""
+    # Only the hash of a suppressed address is stored: staff search by the address itself.
+    return tenant.suppressed_email if model is Suppression else tenant.marker
