@@ -56,6 +56,7 @@ class SequenceAdmin(TenantAdmin):
     list_filter = ("status",)
     search_fields = ("name", "from_email")
     readonly_fields = ("status", "created_at", "updated_at")
+    ordering = ("name",)
     inlines = [StepInline]
     actions = ["activate", "pause", "archive"]
     fieldsets = (

@@ -350,9 +350,13 @@ def enrollment_exit(*, enrollment: Enrollment, reason: str = Enrollment.ExitReas
 
 
 def enrollments_fail(*, enrollment_ids: Iterable[int], reason: str) -> int:
-    return _end_enrollments(
-        Enrollment.objects.filter(id__in=list(enrollment_ids)), status=Enrollment.Status.FAILED, reason=reason
+    ids = list(enrollment_ids)
+    # When the failed email was the last step, the enrollment has completed meanwhile: the
+    # failure is still its outcome.
+    Enrollment.objects.filter(id__in=ids, status=Enrollment.Status.COMPLETED).update(
+        status=Enrollment.Status.FAILED, exit_reason=reason
     )
+    return _end_enrollments(Enrollment.objects.filter(id__in=ids), status=Enrollment.Status.FAILED, reason=reason)
 
 
 # Goals ---------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ from sequences.models import Step
 from sequences.tests.factories import EmailTemplateFactory, SequenceFactory
 from subscribers.tests.factories import ContactFactory
 
-BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15"
+BROWSER = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15"
+)
 FIRST_HTML = """<html><body>
 <p>Dear {{ contact.first_name | default: "friend" }},</p>
 <p><a href="https://shop.example.com/new?ref=mail&amp;x=1">New arrivals</a></p>
@@ -43,12 +45,12 @@ def test_two_hundred_contacts_get_their_own_first_email_and_only_clickers_get_th
     first = services.step_create(
         sequence=sequence,
         kind=Step.Kind.EMAIL,
-        template=EmailTemplateFactory(organization=organization, subject="Hello {{ contact.first_name }}", html_body=FIRST_HTML),
+        template=EmailTemplateFactory(
+            organization=organization, subject="Hello {{ contact.first_name }}", html_body=FIRST_HTML
+        ),
     )
     services.step_create(sequence=sequence, kind=Step.Kind.DELAY, delay=dt.timedelta(days=2))
-    services.step_create(
-        sequence=sequence, kind=Step.Kind.CONDITION, condition={"type": "clicked", "step": first.pk}
-    )
+    services.step_create(sequence=sequence, kind=Step.Kind.CONDITION, condition={"type": "clicked", "step": first.pk})
     exit_step = services.step_create(sequence=sequence, kind=Step.Kind.EXIT)
     thanks = services.step_create(
         sequence=sequence,
@@ -99,7 +101,9 @@ def test_two_hundred_contacts_get_their_own_first_email_and_only_clickers_get_th
         for contact in contacts[1:60]:
             html = by_recipient[contact.email].html()
             client.get(local_path(PIXEL.search(html).group(1)), HTTP_USER_AGENT=BROWSER)
-            client.get(local_path(TRACKED.findall(html)[1]), HTTP_USER_AGENT="Mozilla/5.0 (compatible; Barracuda Sentinel)")
+            client.get(
+                local_path(TRACKED.findall(html)[1]), HTTP_USER_AGENT="Mozilla/5.0 (compatible; Barracuda Sentinel)"
+            )
         for email in clickers:
             client.get(local_path(TRACKED.findall(by_recipient[email].html())[0]), HTTP_USER_AGENT=BROWSER)
     clicks = Event.objects.filter(type="click")
