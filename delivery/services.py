@@ -226,9 +226,9 @@ def _deliver(rows: list[dict[str, Any]], outcomes: _Outcomes, now: dt.datetime) 
             while remaining:
                 row = remaining[0]
                 key = (row["step_id"], row["sequence_id"])
-                if key not in skeletons:
-                    skeletons[key] = _skeleton(row)
                 try:
+                    if key not in skeletons:
+                        skeletons[key] = _skeleton(row)
                     composed = skeletons[key].compose(
                         Recipient(
                             message_id=row["id"],

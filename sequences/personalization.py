@@ -5,22 +5,64 @@ item lookup on the values we put in the context, and the context holds only plai
 strings and numbers built here: there is no object whose attributes could lead to Python
 internals, settings, files or the environment. `include` and `render` are removed (there is no
 loader), and loop iterations, output size and nesting are capped, which bounds rendering time.
+Liquid checks sizes only after a value is built, so the filters that can build a value far
+larger than their inputs (replace, join, times) first work out the size of their result.
 """
 
 from __future__ import annotations
 
+import functools
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from liquid import Environment
-from liquid.exceptions import LiquidError
+from liquid.exceptions import LiquidError, OutputStreamLimitError
 from liquid.stream import TokenStream
+from liquid.token import Token
 
 # Tags that need a template loader (files); with none configured they can only fail.
 REMOVED_TAGS = ("include", "render")
+# Python's own limit on converting integers to text; beyond it multiplication gets slow.
+NUMBER_DIGITS_LIMIT = 4300
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def _replace_size(value: Any, old: Any = "", new: Any = "", *args: Any, **kwargs: Any) -> int:
+    text, old_text, new_text = _text(value), _text(old), _text(new)
+    hits = text.count(old_text) if old_text else len(text) + 1
+    return len(text) + hits * max(0, len(new_text) - len(old_text))
+
+
+def _join_size(value: Any, separator: Any = " ", *args: Any, **kwargs: Any) -> int:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return sum(len(_text(item)) for item in items) + len(_text(separator)) * max(0, len(items) - 1)
+
+
+def _digits(value: Any) -> int:
+    return abs(value).bit_length() * 31 // 100 + 1 if isinstance(value, int) else len(_text(value))
+
+
+def _times_size(value: Any, other: Any = 1, *args: Any, **kwargs: Any) -> int:
+    return _digits(value) + _digits(other)
+
+
+def _bounded(
+    name: str, original: Callable[..., Any], size: Callable[..., int], limit: Callable[[], int]
+) -> Callable[..., Any]:
+    @functools.wraps(original)  # keeps the with_environment flag that join needs
+    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if size(value, *args, **kwargs) > limit():
+            raise OutputStreamLimitError(f"the result of {name} would be too large", token=None)
+        return original(value, *args, **kwargs)
+
+    return bounded
 
 
 class SandboxedEnvironment(Environment):
@@ -32,6 +74,13 @@ class SandboxedEnvironment(Environment):
         super().__init__(autoescape=False, strict_filters=True)
         for tag in REMOVED_TAGS:
             self.tags.pop(tag, None)
+        output_limit = lambda: settings.TEMPLATE_OUTPUT_LIMIT_BYTES  # noqa: E731
+        for name, size, limit in (
+            ("replace", _replace_size, output_limit),
+            ("join", _join_size, output_limit),
+            ("times", _times_size, lambda: NUMBER_DIGITS_LIMIT),
+        ):
+            self.filters[name] = _bounded(name, self.filters[name], size, limit)
 
 
 _environment: SandboxedEnvironment | None = None
@@ -64,23 +113,32 @@ def _line_and_column(source: str, index: int) -> tuple[int, int]:
     return line, column
 
 
-def _error_position(error: LiquidError, source: str) -> tuple[int, int]:
-    """Where a syntax error is, even when Liquid's own token carries no position.
+def _error_position(error: LiquidError, source: str) -> tuple[int, int, str]:
+    """Where a syntax error is (line, column) and how to say it, even when Liquid's own token
+    carries no position.
 
-    Errors found at the end of an expression or of the file point at a synthetic token; the
-    innermost parser frame still holds the token stream, whose current token is the statement
-    or tag being parsed.
+    Errors found at the end of an expression point at a synthetic token; the innermost parser
+    frame still holds the token stream, whose current token is the statement being parsed. An
+    unclosed block is found at the end of the file: point at its opening tag instead.
     """
-    token = error.token
-    if token is not None and token.start_index >= 0 and token.source == source:
-        return _line_and_column(source, token.start_index)
-    for frame, _line in reversed(list(traceback.walk_tb(error.__traceback__))):
+    message = getattr(error, "message", str(error))
+
+    def known(token: Token | None) -> bool:
+        return token is not None and token.start_index >= 0 and token.source == source
+
+    if known(error.token):
+        return (*_line_and_column(source, error.token.start_index), message)
+    frames = [frame for frame, _line in traceback.walk_tb(error.__traceback__)]
+    for frame in reversed(frames):
         for value in frame.f_locals.values():
-            if isinstance(value, TokenStream):
-                current = value.current
-                if current.start_index >= 0 and current.source == source:
-                    return _line_and_column(source, current.start_index)
-    return _line_and_column(source, len(source))
+            if isinstance(value, TokenStream) and known(value.current):
+                return (*_line_and_column(source, value.current.start_index), message)
+    for frame in reversed(frames):
+        opening = frame.f_locals.get("token")
+        if frame.f_code.co_name == "parse" and isinstance(opening, Token) and known(opening):
+            name = opening.value.split()[0] if opening.value.strip() else "block"
+            return (*_line_and_column(source, opening.start_index), f"this '{name}' is never closed ({message})")
+    return (*_line_and_column(source, len(source)), message)
 
 
 def template_problems(source: str) -> list[TemplateProblem]:
@@ -89,8 +147,7 @@ def template_problems(source: str) -> list[TemplateProblem]:
     try:
         template = env.from_string(source)
     except LiquidError as error:
-        line, column = _error_position(error, source)
-        return [TemplateProblem(line, column, getattr(error, "message", str(error)))]
+        return [TemplateProblem(*_error_position(error, source))]
     problems = []
     for name, spans in template.analyze().filters.items():
         if name not in env.filters:
@@ -115,7 +172,12 @@ class CompiledTemplate:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._template = environment().from_string(source)
+        try:
+            self._template = environment().from_string(source)
+        except LiquidError as error:
+            # A stored template that no longer parses (written around validation, or after a
+            # Liquid upgrade) fails its messages; it must not crash the batch.
+            raise RenderError(getattr(error, "message", str(error))) from error
         # A template without any markup renders to itself: skip the renderer entirely.
         self.is_static = "{{" not in source and "{%" not in source
 
