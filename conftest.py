@@ -65,12 +65,20 @@ class ReceivedMail:
 
 
 class RecordingHandler:
-    """Accepts everything, except the replies queued for a recipient with `reply_to_rcpt`."""
+    """Accepts everything, except the replies queued for a recipient with `reply_to_rcpt`.
+    Offers PIPELINING like Postfix and most MTAs (aiosmtpd reads pipelined commands in order)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = True) -> None:
         self.lock = threading.Lock()
         self.received: list[ReceivedMail] = []
         self.replies: dict[str, list[str]] = {}
+        self.pipelining = pipelining
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
         with self.lock:
@@ -88,8 +96,8 @@ class RecordingHandler:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
-        self.handler = RecordingHandler()
+    def __init__(self, *, pipelining: bool = True) -> None:
+        self.handler = RecordingHandler(pipelining=pipelining)
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 

@@ -107,6 +107,10 @@ class ComposedMessage:
             self._raw = "\r\n".join(lines).encode("ascii")
         return self._raw
 
+    def smtp_data(self) -> bytes:
+        """The message as sent after DATA: dot-stuffed (RFC 5321 4.5.2) and terminated."""
+        return self.as_bytes().replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
 
 @dataclass
 class Recipient:

@@ -1,5 +1,6 @@
 """SMTP delivery over one connection per batch, speaking the envelope commands directly so
-that each stage's reply can be classified (a 5xx to RCPT is a bounce, a 5xx to MAIL is ours)."""
+that each stage's reply can be classified (a 5xx to RCPT is a bounce, a 5xx to MAIL is ours),
+pipelined (RFC 2920) when the server offers it."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class SmtpTransport(Transport):
     def __init__(self, config: EmailConfig) -> None:
         self.config = config
         self.connection: smtplib.SMTP | None = None
+        self.pipelining = False
 
     def __enter__(self) -> SmtpTransport:
         config = self.config
@@ -51,6 +53,7 @@ class SmtpTransport(Transport):
         except (OSError, smtplib.SMTPException) as error:
             raise TransportUnavailable(f"cannot connect to {config.host}:{config.port}: {error}") from error
         self.connection = connection
+        self.pipelining = connection.has_extn("pipelining")
         return self
 
     def close(self) -> None:
@@ -61,33 +64,58 @@ class SmtpTransport(Transport):
                 self.connection.close()
             self.connection = None
 
+    def _command(self, line: str) -> tuple[int, bytes]:
+        assert self.connection is not None
+        self.connection.send(f"{line}\r\n")
+        return self.connection.getreply()
+
     def send(self, message: ComposedMessage, *, organization_id: int) -> SendResult:
         connection = self.connection
         if connection is None:
             raise TransportUnavailable("the connection was closed")
+        # Addresses are already normalized ASCII (validated on the way in), so the commands are
+        # written directly rather than through smtplib's address parsing.
+        mail_command = f"MAIL FROM:<{message.envelope_from}>"
+        rcpt_command = f"RCPT TO:<{message.recipient}>"
         try:
-            code, text = connection.mail(message.envelope_from)
-            if code != 250:
-                connection.rset()
-                # The sender was refused: the recipient is not at fault, so never a bounce.
-                return SendResult(Outcome.TRANSIENT, "MAIL FROM refused: " + _reply_text(code, text))
-            code, text = connection.rcpt(message.recipient)
-            if code not in (250, 251):
-                connection.rset()
-                return SendResult(classify_reply(code), _reply_text(code, text))
-            code, text = connection.data(message.as_bytes())
-            return SendResult(classify_reply(code), _reply_text(code, text))
-        except smtplib.SMTPDataError as error:
+            if self.pipelining:
+                # RFC 2920: one write, one round trip for the whole envelope.
+                connection.send(f"{mail_command}\r\n{rcpt_command}\r\nDATA\r\n")
+                mail_reply, rcpt_reply, data_reply = connection.getreply(), connection.getreply(), connection.getreply()
+            else:
+                mail_reply = self._command(mail_command)
+                rcpt_reply = self._command(rcpt_command) if mail_reply[0] == 250 else (503, b"not sent")
+                data_reply = self._command("DATA") if rcpt_reply[0] in (250, 251) else (503, b"not sent")
+            for code, text in (mail_reply, rcpt_reply, data_reply):
+                if code == 421:
+                    raise TransportUnavailable(_reply_text(code, text))
+            envelope_accepted = mail_reply[0] == 250 and rcpt_reply[0] in (250, 251)
+            if data_reply[0] == 354:
+                if envelope_accepted:
+                    connection.send(message.smtp_data())
+                    code, text = connection.getreply()
+                    if code == 421:
+                        raise TransportUnavailable(_reply_text(code, text))
+                    return SendResult(classify_reply(code), _reply_text(code, text))
+                # A server that opens DATA without a valid envelope gets an empty message,
+                # which it must refuse for want of recipients.
+                connection.send(b".\r\n")
+                connection.getreply()
             connection.rset()
-            return SendResult(classify_reply(error.smtp_code), _reply_text(error.smtp_code, error.smtp_error))
-        except smtplib.SMTPServerDisconnected as error:
-            self.connection = None
-            raise TransportUnavailable(f"connection lost: {error}") from error
-        except smtplib.SMTPResponseException as error:
-            if error.smtp_code == 421:
-                self.connection = None
-                raise TransportUnavailable(_reply_text(error.smtp_code, error.smtp_error)) from error
-            return SendResult(Outcome.TRANSIENT, _reply_text(error.smtp_code, error.smtp_error))
+            if mail_reply[0] != 250:
+                # The sender was refused: the recipient is not at fault, so never a bounce.
+                return SendResult(Outcome.TRANSIENT, "MAIL FROM refused: " + _reply_text(*mail_reply))
+            if not envelope_accepted:
+                return SendResult(classify_reply(rcpt_reply[0]), _reply_text(*rcpt_reply))
+            return SendResult(classify_reply(data_reply[0]), _reply_text(*data_reply))
+        except TransportUnavailable:
+            self._drop()
+            raise
         except (OSError, smtplib.SMTPException) as error:
-            self.connection = None
+            self._drop()
             raise TransportUnavailable(f"connection failed: {error}") from error
+
+    def _drop(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
