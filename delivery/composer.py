@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from delivery import signing
-from sequences.personalization import CompiledTemplate
+from sequences.personalization import CompiledTemplate, contact_context, organization_context
 from sequences.plaintext import html_to_text
 from subscribers.addresses import ascii_address
 
@@ -142,16 +142,24 @@ class Skeleton:
         postal_address: str,
         sequence_id: int,
     ) -> None:
+        text_body = text_body or html_to_text(html_body)
+        # Links whose target is fixed in the template are found once here and replaced by
+        # markers; each message only swaps the markers for its own signed click URLs.
+        self.static_links: list[str] = []
+        self.untracked: set[str] = set()
+        self.dynamic_links = False
+        if track_clicks:
+            html_body, text_body = self._mark_static_links(html_body, text_body)
         self.subject = CompiledTemplate(subject)
         self.html = CompiledTemplate(html_body)
-        self.text = CompiledTemplate(text_body or html_to_text(html_body))
+        self.text = CompiledTemplate(text_body)
         from_email = ascii_address(from_email)
         self.from_email = from_email
         self.from_header = formataddr((from_name, from_email), charset="utf-8") if from_name else from_email
         self.reply_to = ascii_address(reply_to) if reply_to else ""
         self.track_opens = track_opens
         self.track_clicks = track_clicks
-        self.organization = {"name": organization_name, "postal_address": postal_address}
+        self.organization = organization_context(name=organization_name, postal_address=postal_address)
         self.feedback_id = f"{sequence_id}:{organization_id}:emailseq"
         address_html = "<br>".join(html.escape(line) for line in postal_address.splitlines() if line.strip())
         self.footer_html = (
@@ -169,14 +177,13 @@ class Skeleton:
         message_id = recipient.message_id
         unsubscribe = unsubscribe_url(message_id, recipient.contact_id)
         context = {
-            "contact": {
-                "email": recipient.email,
-                "first_name": recipient.first_name,
-                "last_name": recipient.last_name,
-                "full_name": " ".join(part for part in (recipient.first_name, recipient.last_name) if part),
-                "timezone": recipient.timezone,
-                "properties": recipient.properties,
-            },
+            "contact": contact_context(
+                email=recipient.email,
+                first_name=recipient.first_name,
+                last_name=recipient.last_name,
+                properties=recipient.properties,
+                timezone=recipient.timezone,
+            ),
             "organization": self.organization,
             "unsubscribe_url": unsubscribe,
         }
@@ -184,7 +191,7 @@ class Skeleton:
         body_html = self.html.render(context)
         body_text = self.text.render(context)
 
-        links: list[str] = []
+        links = list(self.static_links)
         if self.track_clicks:
             body_html, body_text = self._track_links(message_id, body_html, body_text, unsubscribe, links)
         footer_html = self.footer_html.replace("{unsubscribe}", html.escape(unsubscribe))
@@ -221,19 +228,49 @@ class Skeleton:
             message_id_header=message_id_header,
         )
 
+    def _mark_static_links(self, html_body: str, text_body: str) -> tuple[str, str]:
+        index_of: dict[str, int] = {}
+
+        def static_index(url: str) -> int:
+            if url not in index_of:
+                index_of[url] = len(self.static_links)
+                self.static_links.append(url)
+            return index_of[url]
+
+        def mark_html(match: re.Match[str]) -> str:
+            target = html.unescape(match.group(3).strip())
+            if NO_TRACK_ATTRIBUTE in match.group(1) or NO_TRACK_ATTRIBUTE in match.group(4):
+                self.untracked.add(target)
+                return match.group(0)
+            if "{{" in target or "{%" in target:
+                self.dynamic_links = True  # known only once rendered: found per message
+                return match.group(0)
+            if not target.lower().startswith(("http://", "https://")):
+                return match.group(0)
+            marker = _marker(static_index(target))
+            return f"{match.group(1)}{match.group(2)}{marker}{match.group(2)}{match.group(4)}"
+
+        def mark_text(match: re.Match[str]) -> str:
+            url = match.group(0)
+            if "{" in url or "}" in url or url in self.untracked:
+                return url
+            return _marker(static_index(url))
+
+        html_body = LINK_PATTERN.sub(mark_html, html_body)  # first: it fills `untracked`
+        return html_body, TEXT_URL_PATTERN.sub(mark_text, text_body)
+
     def _track_links(
         self, message_id: int, body_html: str, body_text: str, unsubscribe: str, links: list[str]
     ) -> tuple[str, str]:
-        tracked_urls: dict[str, str] = {}
-        # URLs the HTML marks data-no-track stay untracked in the text part too.
-        untracked: set[str] = set()
+        tracked_urls = {url: _marker(index) for index, url in enumerate(self.static_links)}
+        untracked = set(self.untracked)
 
         def tracked(url: str) -> str | None:
             if url in tracked_urls:
                 return tracked_urls[url]
             if not url.lower().startswith(("http://", "https://")) or url == unsubscribe:
                 return None
-            tracked_urls[url] = click_url(message_id, len(links))
+            tracked_urls[url] = _marker(len(links))
             links.append(url)
             return tracked_urls[url]
 
@@ -251,8 +288,21 @@ class Skeleton:
                 return match.group(0)
             return tracked(match.group(0)) or match.group(0)
 
-        body_html = LINK_PATTERN.sub(replace_html, body_html)  # first: it fills `untracked`
-        return body_html, TEXT_URL_PATTERN.sub(replace_text, body_text)
+        if self.dynamic_links:
+            body_html = LINK_PATTERN.sub(replace_html, body_html)  # first: it fills `untracked`
+        # Personalized text can carry URLs the template did not show; markers are not URLs.
+        body_text = TEXT_URL_PATTERN.sub(replace_text, body_text)
+        for index in range(len(links)):
+            url = click_url(message_id, index)
+            body_html = body_html.replace(_marker(index), url)
+            body_text = body_text.replace(_marker(index), url)
+        return body_html, body_text
+
+
+def _marker(index: int) -> str:
+    """Stands for tracked link `index` until a message's own click URL replaces it. Made of a
+    control character and digits, which no Liquid filter changes."""
+    return f"\x1f{index}\x1f"
 
 
 def _insert_before_body_end(body_html: str, fragment: str) -> str:
