@@ -44,7 +44,63 @@ logger = logging.getLogger(__name__)
 SWEEP_LIMIT = 10_000
 
 
-# Dispatch ------------------------------------------------------------------------------------
+# Queueing and dispatch -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    organization_id: int
+    enrollment_id: int
+    step_id: int
+    sequence_id: int
+    contact_id: int
+
+
+def messages_enqueue(*, messages: list[NewMessage], now: dt.datetime) -> list[int]:
+    """Write messages as queued (before anything is sent) and dispatch them after commit."""
+    next_attempt_at = now + dt.timedelta(seconds=settings.SEND_DISPATCH_GRACE_SECONDS)
+    if connection.vendor == "postgresql":
+        # One statement over arrays: a sixth of what bulk_create costs per row, on the hot path.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} (organization_id, enrollment_id, step_id, sequence_id, "
+                "contact_id, status, attempts, next_attempt_at, subject, recipient, message_id_header, links, "
+                "response, created_at) "
+                "SELECT o, e, s, q, c, %s, 0, %s, '', '', '', '[]'::jsonb, '', %s "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS t(o, e, s, q, c) "
+                "RETURNING id",
+                [
+                    Message.Status.QUEUED,
+                    next_attempt_at,
+                    now,
+                    *(
+                        list(column)
+                        for column in zip(
+                            *(
+                                (m.organization_id, m.enrollment_id, m.step_id, m.sequence_id, m.contact_id)
+                                for m in messages
+                            ),
+                            strict=True,
+                        )
+                    ),
+                ],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+    else:
+        created = Message.objects.bulk_create(
+            Message(
+                organization_id=message.organization_id,
+                enrollment_id=message.enrollment_id,
+                step_id=message.step_id,
+                sequence_id=message.sequence_id,
+                contact_id=message.contact_id,
+                next_attempt_at=next_attempt_at,
+            )
+            for message in messages
+        )
+        ids = [message.pk for message in created]
+    messages_dispatch(message_ids=ids)
+    return ids
 
 
 def messages_dispatch(*, message_ids: list[int]) -> None:
@@ -152,6 +208,17 @@ MESSAGE_COLUMNS = (
 
 def _claim(message_ids: list[int], now: dt.datetime) -> list[dict[str, Any]]:
     """Take the still-queued messages among `message_ids` for this worker."""
+    lease = now + dt.timedelta(seconds=settings.SEND_LEASE_SECONDS)
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Message._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET status = %s, lease_expires_at = %s WHERE id IN (SELECT id FROM {table} "
+                "WHERE id = ANY(%s) AND status = %s FOR UPDATE SKIP LOCKED) RETURNING id",
+                [Message.Status.SENDING, lease, list(message_ids), Message.Status.QUEUED],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+        return list(Message.objects.filter(id__in=ids).order_by("id").values(*MESSAGE_COLUMNS)) if ids else []
     with transaction.atomic():
         ids = list(
             Message.objects.filter(id__in=message_ids, status=Message.Status.QUEUED)
@@ -160,10 +227,7 @@ def _claim(message_ids: list[int], now: dt.datetime) -> list[dict[str, Any]]:
         )
         if not ids:
             return []
-        Message.objects.filter(id__in=ids).update(
-            status=Message.Status.SENDING,
-            lease_expires_at=now + dt.timedelta(seconds=settings.SEND_LEASE_SECONDS),
-        )
+        Message.objects.filter(id__in=ids).update(status=Message.Status.SENDING, lease_expires_at=lease)
     return list(Message.objects.filter(id__in=ids).order_by("id").values(*MESSAGE_COLUMNS))
 
 
@@ -295,7 +359,7 @@ def retry_delay(attempts: int) -> dt.timedelta:
 
 def _update_sent(rows: list[tuple[int, str, str, str, str, str]], now: dt.datetime) -> None:
     """Record successful sends with one statement (UPDATE ... FROM VALUES), whatever the count."""
-    table = Message._meta.db_table
+    table = connection.ops.quote_name(Message._meta.db_table)
     links = "v.column5::jsonb" if connection.vendor == "postgresql" else "v.column5"
     for start in range(0, len(rows), 500):
         chunk = rows[start : start + 500]

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from delivery import services as delivery_services
-from delivery.models import Event, Message
+from delivery.models import Event
 from sequences.conditions import property_matches
 from sequences.models import Enrollment, Sequence, Step
 from sequences.schedule import next_time_of_day, window_opening, zone
@@ -136,7 +136,7 @@ class _Batch:
         self.plans = _load_plans({row.sequence_id for row in rows})
         self.contacts: dict[int, tuple[str, str, dict[str, Any]]] = {}
         self.outcomes: dict[int, _Outcome] = {}
-        self.messages: list[Message] = []
+        self.messages: list[delivery_services.NewMessage] = []
         self.advanced_steps = 0
 
     # Contact data is loaded only for the rows whose steps need it, once per batch.
@@ -288,13 +288,12 @@ class _Batch:
                 self._wait(row, row.step_id, opening)
                 continue
             self.messages.append(
-                Message(
+                delivery_services.NewMessage(
                     organization_id=row.organization_id,
                     enrollment_id=row.enrollment_id,
                     step_id=row.step_id,
                     sequence_id=row.sequence_id,
                     contact_id=row.contact_id,
-                    next_attempt_at=self.now + dt.timedelta(seconds=settings.SEND_DISPATCH_GRACE_SECONDS),
                 )
             )
             going_on.append(self._move_on(row, plan.following[row.step_id]))
@@ -303,9 +302,7 @@ class _Batch:
     def write(self) -> TickReport:
         report = TickReport(claimed=len(self.rows), advanced_steps=self.advanced_steps)
         if self.messages:
-            created = Message.objects.bulk_create(self.messages)
-            report.messages_created = len(created)
-            delivery_services.messages_dispatch(message_ids=[message.pk for message in created])
+            report.messages_created = len(delivery_services.messages_enqueue(messages=self.messages, now=self.now))
         groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         for enrollment_id, outcome in self.outcomes.items():
             groups[(outcome.step_id, outcome.next_run_at, outcome.status, outcome.exit_reason)].append(enrollment_id)

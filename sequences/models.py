@@ -207,10 +207,15 @@ class Enrollment(TenantModel):
         SEND_FAILED = "send_failed", "Delivery failed"
 
     contact = models.ForeignKey("subscribers.Contact", on_delete=models.CASCADE, related_name="enrollments")
-    sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="enrollments")
+    # Every advance rewrites every index of this table (next_run_at is indexed, so no update is
+    # HOT): no index of its own on sequence, which (sequence, status) covers, nor on
+    # current_step, which only deleting a step looks up.
+    sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
     # The step to run when next_run_at arrives; null once the enrollment has ended. PROTECT:
     # steps are removed through services.step_delete, which moves waiting contacts on first.
-    current_step = models.ForeignKey(Step, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    current_step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     # Null while parked (its sequence is paused): resuming sets it to now.
     next_run_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
