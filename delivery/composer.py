@@ -31,6 +31,11 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 LINK_PATTERN = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2([^>]*>)""", re.IGNORECASE | re.DOTALL)
 TEXT_URL_PATTERN = re.compile(r"""https?://[^\s<>"'()\[\]]+""")
 NO_TRACK_ATTRIBUTE = "data-no-track"
+# Around link targets that hold Liquid markup, in the parsed template: found again per message
+# with these cheap patterns once rendered. Control characters, which no Liquid filter changes.
+DYNAMIC_WRAP, UNTRACKED_WRAP = "\x1e", "\x1d"
+DYNAMIC_PATTERN = re.compile("\x1e(.*?)\x1e", re.DOTALL)
+UNTRACKED_PATTERN = re.compile("\x1d(.*?)\x1d", re.DOTALL)
 
 
 def tracking_url(path: str) -> str:
@@ -239,11 +244,15 @@ class Skeleton:
 
         def mark_html(match: re.Match[str]) -> str:
             target = html.unescape(match.group(3).strip())
-            if NO_TRACK_ATTRIBUTE in match.group(1) or NO_TRACK_ATTRIBUTE in match.group(4):
-                self.untracked.add(target)
-                return match.group(0)
+            no_track = NO_TRACK_ATTRIBUTE in match.group(1) or NO_TRACK_ATTRIBUTE in match.group(4)
             if "{{" in target or "{%" in target:
-                self.dynamic_links = True  # known only once rendered: found per message
+                # Known only once rendered: wrapped, so that each message finds it without
+                # scanning its whole HTML.
+                self.dynamic_links = True
+                wrap = UNTRACKED_WRAP if no_track else DYNAMIC_WRAP
+                return f"{match.group(1)}{match.group(2)}{wrap}{match.group(3)}{wrap}{match.group(2)}{match.group(4)}"
+            if no_track:
+                self.untracked.add(target)
                 return match.group(0)
             if not target.lower().startswith(("http://", "https://")):
                 return match.group(0)
@@ -274,14 +283,12 @@ class Skeleton:
             links.append(url)
             return tracked_urls[url]
 
-        def replace_html(match: re.Match[str]) -> str:
-            if NO_TRACK_ATTRIBUTE in match.group(1) or NO_TRACK_ATTRIBUTE in match.group(4):
-                untracked.add(html.unescape(match.group(3).strip()))
-                return match.group(0)
-            target = tracked(html.unescape(match.group(3).strip()))
-            if target is None:
-                return match.group(0)
-            return f"{match.group(1)}{match.group(2)}{target}{match.group(2)}{match.group(4)}"
+        def unwrap_untracked(match: re.Match[str]) -> str:
+            untracked.add(html.unescape(match.group(1).strip()))
+            return match.group(1)
+
+        def unwrap_dynamic(match: re.Match[str]) -> str:
+            return tracked(html.unescape(match.group(1).strip())) or match.group(1)
 
         def replace_text(match: re.Match[str]) -> str:
             if match.group(0) in untracked:
@@ -289,7 +296,8 @@ class Skeleton:
             return tracked(match.group(0)) or match.group(0)
 
         if self.dynamic_links:
-            body_html = LINK_PATTERN.sub(replace_html, body_html)  # first: it fills `untracked`
+            body_html = UNTRACKED_PATTERN.sub(unwrap_untracked, body_html)  # first: it fills `untracked`
+            body_html = DYNAMIC_PATTERN.sub(unwrap_dynamic, body_html)
         # Personalized text can carry URLs the template did not show; markers are not URLs.
         body_text = TEXT_URL_PATTERN.sub(replace_text, body_text)
         for index in range(len(links)):

@@ -211,6 +211,8 @@ def _simple_value(context: dict[str, Any], path: tuple[str, ...], default: str) 
         return default
     if isinstance(value, str):
         return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # as Liquid prints numbers; a default never replaces them, even 0
     raise _NotSimple
 
 

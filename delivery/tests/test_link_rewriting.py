@@ -10,7 +10,7 @@ import pytest
 
 from delivery import signing
 from delivery.models import Message
-from delivery.tests.factories import captured_mail, email_sequence, send, write_messages
+from delivery.tests.factories import captured_mail, email_sequence, mail_to, send, write_messages
 from organizations.tests.factories import OrganizationFactory
 from subscribers.tests.factories import ContactFactory
 
@@ -104,3 +104,32 @@ def test_the_open_pixel_is_added_only_when_opens_are_tracked() -> None:
 
     _untracked, untracked_body, _text = send_one(track_opens=False)
     assert "/t/o/" not in untracked_body and "<img" not in untracked_body
+
+
+PERSONAL_HTML = """<html><body>
+<p><a href="https://app.example.com/account/{{ contact.properties.account }}/plan">Your plan</a></p>
+<p><a href="https://docs.example.com/start">Docs</a></p>
+<p><a data-no-track href="https://private.example.com/{{ contact.properties.account }}">Private</a></p>
+</body></html>"""
+
+
+def test_a_personalized_link_is_tracked_with_each_contacts_own_url() -> None:
+    organization = OrganizationFactory()
+    sequence = email_sequence(organization, html_body=PERSONAL_HTML)
+    contacts = [ContactFactory(organization=organization, properties={"account": number}) for number in (7, 8)]
+    messages = write_messages(sequence, *contacts)
+    assert send(*messages).sent == 2
+
+    for message, contact in zip(messages, contacts, strict=True):
+        message.refresh_from_db()
+        account = contact.properties["account"]
+        assert message.links == ["https://docs.example.com/start", f"https://app.example.com/account/{account}/plan"]
+        body = mail_to(captured_mail(organization.pk), contact.email).get_body(preferencelist=("html",)).get_content()
+        plan, docs, private = hrefs(body)[:3]
+        assert signing.unsign("click", CLICK.search(plan).group(1)) == (message.pk, 1)
+        assert signing.unsign("click", CLICK.search(docs).group(1)) == (message.pk, 0)
+        assert private == f"https://private.example.com/{account}"
+        assert "\x1e" not in body and "\x1d" not in body and "\x1f" not in body
+        text = mail_to(captured_mail(organization.pk), contact.email).get_body(preferencelist=("plain",)).get_content()
+        assert f"https://private.example.com/{account}" in text
+        assert "/t/c/" in text and f"https://app.example.com/account/{account}" not in text
