@@ -160,6 +160,7 @@ class Skeleton:
         self.text = CompiledTemplate(text_body)
         from_email = ascii_address(from_email)
         self.from_email = from_email
+        from_name = " ".join(from_name.split())  # no line breaks: they would inject headers
         self.from_header = formataddr((from_name, from_email), charset="utf-8") if from_name else from_email
         self.reply_to = ascii_address(reply_to) if reply_to else ""
         self.track_opens = track_opens
@@ -272,7 +273,6 @@ class Skeleton:
         self, message_id: int, body_html: str, body_text: str, unsubscribe: str, links: list[str]
     ) -> tuple[str, str]:
         tracked_urls = {url: _marker(index) for index, url in enumerate(self.static_links)}
-        untracked = set(self.untracked)
 
         def tracked(url: str) -> str | None:
             if url in tracked_urls:
@@ -283,23 +283,19 @@ class Skeleton:
             links.append(url)
             return tracked_urls[url]
 
-        def unwrap_untracked(match: re.Match[str]) -> str:
-            untracked.add(html.unescape(match.group(1).strip()))
-            return match.group(1)
-
         def unwrap_dynamic(match: re.Match[str]) -> str:
             return tracked(html.unescape(match.group(1).strip())) or match.group(1)
 
         def replace_text(match: re.Match[str]) -> str:
-            if match.group(0) in untracked:
-                return match.group(0)
-            return tracked(match.group(0)) or match.group(0)
+            # Only links the template itself made: a URL that arrives in contact data (a name
+            # that is a URL) must never become a redirect through our domain.
+            return tracked_urls.get(match.group(0), match.group(0))
 
         if self.dynamic_links:
-            body_html = UNTRACKED_PATTERN.sub(unwrap_untracked, body_html)  # first: it fills `untracked`
+            body_html = UNTRACKED_PATTERN.sub(lambda match: match.group(1), body_html)
             body_html = DYNAMIC_PATTERN.sub(unwrap_dynamic, body_html)
-        # Personalized text can carry URLs the template did not show; markers are not URLs.
-        body_text = TEXT_URL_PATTERN.sub(replace_text, body_text)
+            # The text part shows the HTML's personalized links as plain URLs.
+            body_text = TEXT_URL_PATTERN.sub(replace_text, body_text)
         for index in range(len(links)):
             url = click_url(message_id, index)
             body_html = body_html.replace(_marker(index), url)

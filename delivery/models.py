@@ -21,8 +21,6 @@ class Message(TenantModel):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
-    FINAL_STATUSES = (Status.SENT, Status.BOUNCED, Status.FAILED, Status.CANCELLED)
-
     id = models.BigAutoField(primary_key=True)
     # No index of its own on enrollment or sequence: the unique (enrollment, step) and the
     # (sequence, status) indexes lead with them, and every index costs each of the three writes

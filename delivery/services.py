@@ -17,18 +17,21 @@ import datetime as dt
 import json
 import logging
 import random
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from delivery import signing
-from delivery.composer import Recipient, Skeleton
+from delivery.composer import ComposedMessage, Recipient, Skeleton
 from delivery.machines import machine_reason
 from delivery.models import Event, Message
 from delivery.transports import Outcome, SendResult, TransportUnavailable, open_transport
@@ -57,48 +60,42 @@ class NewMessage:
 
 
 def messages_enqueue(*, messages: list[NewMessage], now: dt.datetime) -> list[int]:
-    """Write messages as queued (before anything is sent) and dispatch them after commit."""
+    """Write messages as queued (before anything is sent) and dispatch them after commit.
+
+    A step sends at most once per enrollment: a message that already exists for the same
+    enrollment and step (the step was moved after it ran) is skipped, not an error.
+    """
     next_attempt_at = now + dt.timedelta(seconds=settings.SEND_DISPATCH_GRACE_SECONDS)
-    if connection.vendor == "postgresql":
-        # One statement over arrays: a sixth of what bulk_create costs per row, on the hot path.
-        with connection.cursor() as cursor:
+    table = connection.ops.quote_name(Message._meta.db_table)
+    columns = (
+        "organization_id, enrollment_id, step_id, sequence_id, contact_id, status, attempts, next_attempt_at, "
+        "subject, recipient, message_id_header, links, response, created_at"
+    )
+    rows = [(m.organization_id, m.enrollment_id, m.step_id, m.sequence_id, m.contact_id) for m in messages]
+    ids: list[int] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One statement over arrays: a sixth of what bulk_create costs per row.
             cursor.execute(
-                f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} (organization_id, enrollment_id, step_id, sequence_id, "
-                "contact_id, status, attempts, next_attempt_at, subject, recipient, message_id_header, links, "
-                "response, created_at) "
-                "SELECT o, e, s, q, c, %s, 0, %s, '', '', '', '[]'::jsonb, '', %s "
+                f"INSERT INTO {table} ({columns}) SELECT o, e, s, q, c, %s, 0, %s, '', '', '', '[]'::jsonb, '', %s "
                 "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS t(o, e, s, q, c) "
-                "RETURNING id",
-                [
-                    Message.Status.QUEUED,
-                    next_attempt_at,
-                    now,
-                    *(
-                        list(column)
-                        for column in zip(
-                            *(
-                                (m.organization_id, m.enrollment_id, m.step_id, m.sequence_id, m.contact_id)
-                                for m in messages
-                            ),
-                            strict=True,
-                        )
-                    ),
-                ],
+                "ON CONFLICT (enrollment_id, step_id) DO NOTHING RETURNING id",
+                [Message.Status.QUEUED, next_attempt_at, now, *(list(column) for column in zip(*rows, strict=True))],
             )
             ids = [row[0] for row in cursor.fetchall()]
-    else:
-        created = Message.objects.bulk_create(
-            Message(
-                organization_id=message.organization_id,
-                enrollment_id=message.enrollment_id,
-                step_id=message.step_id,
-                sequence_id=message.sequence_id,
-                contact_id=message.contact_id,
-                next_attempt_at=next_attempt_at,
-            )
-            for message in messages
-        )
-        ids = [message.pk for message in created]
+        else:
+            for start in range(0, len(rows), 1000):  # SQLite caps the parameters of one statement
+                chunk = rows[start : start + 1000]
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, 0, %s, '', '', '', '[]', '', %s)"] * len(chunk))
+                params: list[Any] = []
+                for row in chunk:
+                    params.extend((*row, Message.Status.QUEUED, next_attempt_at, now))
+                cursor.execute(
+                    f"INSERT INTO {table} ({columns}) VALUES {values} "
+                    "ON CONFLICT (enrollment_id, step_id) DO NOTHING RETURNING id",
+                    params,
+                )
+                ids.extend(row[0] for row in cursor.fetchall())
     messages_dispatch(message_ids=ids)
     return ids
 
@@ -155,22 +152,37 @@ def messages_sweep(*, now: dt.datetime | None = None) -> int:
 
 # Sending -------------------------------------------------------------------------------------
 
+# Outcomes are recorded as a batch goes, so a worker that dies loses (and later resends) at
+# most this many messages' worth of news.
+RECORD_EVERY = 50
+# A route that refuses this many messages in a row for reasons other than the recipient
+# (relay denied, policy) is treated as down: the messages are retried, not failed.
+REJECTIONS_BEFORE_ROUTE_DOWN = 5
+
 
 @dataclass
 class SendReport:
     sent: int = 0
     retried: int = 0
+    deferred: int = 0
     bounced: int = 0
     failed: int = 0
     cancelled: int = 0
     held: int = 0
 
+    def add(self, other: SendReport) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 @dataclass
 class _Outcomes:
     sent: list[tuple[int, str, str, str, str, str]] = field(default_factory=list)
-    retry: list[tuple[int, int, str]] = field(default_factory=list)  # id, attempts, response
+    retry: list[tuple[int, int, str]] = field(default_factory=list)  # id, attempts made, response
+    deferred: list[int] = field(default_factory=list)  # never tried: the route was down or time ran out
+    deferred_because: str = ""
     bounced: list[tuple[int, str]] = field(default_factory=list)  # id, response
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # id, response: refused, not a bounce
     failed: list[tuple[int, str, str]] = field(default_factory=list)  # id, enrollment exit reason, response
     cancelled: list[tuple[int, str]] = field(default_factory=list)  # id, response
     held: list[int] = field(default_factory=list)
@@ -202,7 +214,6 @@ MESSAGE_COLUMNS = (
     "step__template__text_body",
     "organization__name",
     "organization__postal_address",
-    "organization__timezone",
 )
 
 
@@ -218,17 +229,15 @@ def _claim(message_ids: list[int], now: dt.datetime) -> list[dict[str, Any]]:
                 [Message.Status.SENDING, lease, list(message_ids), Message.Status.QUEUED],
             )
             ids = [row[0] for row in cursor.fetchall()]
-        return list(Message.objects.filter(id__in=ids).order_by("id").values(*MESSAGE_COLUMNS)) if ids else []
-    with transaction.atomic():
-        ids = list(
-            Message.objects.filter(id__in=message_ids, status=Message.Status.QUEUED)
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)
-        )
-        if not ids:
-            return []
-        Message.objects.filter(id__in=ids).update(status=Message.Status.SENDING, lease_expires_at=lease)
-    return list(Message.objects.filter(id__in=ids).order_by("id").values(*MESSAGE_COLUMNS))
+    else:
+        with transaction.atomic():
+            ids = list(
+                Message.objects.filter(id__in=message_ids, status=Message.Status.QUEUED)
+                .select_for_update(skip_locked=True)
+                .values_list("id", flat=True)
+            )
+            Message.objects.filter(id__in=ids).update(status=Message.Status.SENDING, lease_expires_at=lease)
+    return list(Message.objects.filter(id__in=ids).order_by("id").values(*MESSAGE_COLUMNS)) if ids else []
 
 
 def _skeleton(row: dict[str, Any]) -> Skeleton:
@@ -253,87 +262,130 @@ def messages_send(*, message_ids: list[int]) -> SendReport:
     outcome. Safe to call twice with the same ids: a message is claimed by one caller only."""
     now = timezone.now()
     rows = _claim(message_ids, now)
-    outcomes = _Outcomes()
     if not rows:
         return SendReport()
 
+    checks = _Outcomes()
+    hashes = {row["id"]: email_hash(row["contact__email"]) for row in rows}
     suppressed = set(
         Suppression.objects.filter(
-            organization_id__in={row["organization_id"] for row in rows},
-            email_hash__in=[email_hash(row["contact__email"]) for row in rows],
+            organization_id__in={row["organization_id"] for row in rows}, email_hash__in=set(hashes.values())
         ).values_list("organization_id", "email_hash")
     )
     sendable = []
     for row in rows:
         if row["sequence__status"] == Sequence.Status.PAUSED:
-            outcomes.held.append(row["id"])
+            checks.held.append(row["id"])
         elif row["sequence__status"] != Sequence.Status.ACTIVE or row["step__template_id"] is None:
-            outcomes.cancelled.append((row["id"], f"sequence is {row['sequence__status']}"))
+            checks.cancelled.append((row["id"], f"sequence is {row['sequence__status']}"))
         elif row["contact__status"] != Contact.Status.ACTIVE:
-            outcomes.cancelled.append((row["id"], f"contact is {row['contact__status']}"))
-        elif (row["organization_id"], email_hash(row["contact__email"])) in suppressed:
-            outcomes.cancelled.append((row["id"], "address is suppressed"))
+            checks.cancelled.append((row["id"], f"contact is {row['contact__status']}"))
+        elif (row["organization_id"], hashes[row["id"]]) in suppressed:
+            checks.cancelled.append((row["id"], "address is suppressed"))
         else:
             sendable.append(row)
+    report = _record(checks, now)
+    for outcomes in _deliver(sendable, now):
+        report.add(_record(outcomes, timezone.now()))
+    return report
 
-    if sendable:
-        _deliver(sendable, outcomes, now)
-    return _record(outcomes, timezone.now())
 
+def _deliver(rows: list[dict[str, Any]], now: dt.datetime) -> Iterator[_Outcomes]:
+    """Compose and send `rows`, yielding their outcomes every RECORD_EVERY messages.
 
-def _deliver(rows: list[dict[str, Any]], outcomes: _Outcomes, now: dt.datetime) -> None:
+    Stops taking new messages well before the task's time limit and the lease run out: what is
+    left goes back to the queue untried, rather than being resent by whoever takes it over.
+    """
+    if not rows:
+        return
+    deadline = time.monotonic() + min(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.SEND_LEASE_SECONDS) * 0.75
     skeletons: dict[tuple[int, int], Skeleton] = {}
     date_header = format_datetime(now)
-    remaining = list(rows)
+    outcomes = _Outcomes()
+    untried = 0  # index of the first row without an outcome
+    rejections_in_a_row = 0
     try:
         with open_transport() as transport:
-            while remaining:
-                row = remaining[0]
-                key = (row["step_id"], row["sequence_id"])
-                try:
-                    if key not in skeletons:
-                        skeletons[key] = _skeleton(row)
-                    composed = skeletons[key].compose(
-                        Recipient(
-                            message_id=row["id"],
-                            contact_id=row["contact_id"],
-                            email=row["contact__email"],
-                            first_name=row["contact__first_name"],
-                            last_name=row["contact__last_name"],
-                            properties=row["contact__properties"] or {},
-                            timezone=row["contact__timezone"],
-                        ),
-                        date_header=date_header,
-                    )
-                except RenderError as error:
-                    outcomes.failed.append(
-                        (row["id"], Enrollment.ExitReason.RENDER_FAILED, f"render failed: {error}"[:1000])
-                    )
-                    remaining.pop(0)
-                    continue
-                except Exception as error:  # one malformed message must not strand its batch
-                    logger.exception("message %s could not be composed", row["id"])
-                    outcomes.failed.append(
-                        (row["id"], Enrollment.ExitReason.RENDER_FAILED, f"compose failed: {error}"[:1000])
-                    )
-                    remaining.pop(0)
-                    continue
-                try:
-                    result = transport.send(composed, organization_id=row["organization_id"])
-                except TransportUnavailable:
-                    raise
-                except Exception as error:  # as above; the route itself still works
-                    logger.exception("message %s could not be handed to the route", row["id"])
-                    result = SendResult(Outcome.TRANSIENT, f"send failed: {error}")
-                remaining.pop(0)
-                _classify(row, composed, result, outcomes)
+            for index, row in enumerate(rows):
+                if time.monotonic() > deadline:
+                    break
+                composed = _compose(row, skeletons, date_header, outcomes)
+                if composed is not None:
+                    try:
+                        result = _send_one(transport, composed, row)
+                    except TransportUnavailable as error:
+                        outcomes.retry.append((row["id"], row["attempts"] + 1, str(error)[:1000]))
+                        untried = index + 1
+                        raise
+                    _classify(row, composed, result, outcomes)
+                    rejections_in_a_row = rejections_in_a_row + 1 if result.outcome is Outcome.REJECTED else 0
+                    if rejections_in_a_row >= REJECTIONS_BEFORE_ROUTE_DOWN:
+                        refused = outcomes.rejected[-REJECTIONS_BEFORE_ROUTE_DOWN:]
+                        del outcomes.rejected[-REJECTIONS_BEFORE_ROUTE_DOWN:]
+                        attempts = {row["id"]: row["attempts"] for row in rows[: index + 1]}
+                        outcomes.retry += [(message_id, attempts[message_id] + 1, text) for message_id, text in refused]
+                        untried = index + 1
+                        raise TransportUnavailable(
+                            f"{rejections_in_a_row} messages refused in a row: {result.response}"
+                        )
+                untried = index + 1
+                if untried % RECORD_EVERY == 0:
+                    yield outcomes
+                    outcomes = _Outcomes()
     except TransportUnavailable as error:
-        logger.warning("route unavailable, %d messages will be retried: %s", len(remaining), error)
-        for row in remaining:
-            outcomes.retry.append((row["id"], row["attempts"] + 1, str(error)[:1000]))
+        logger.warning("route unavailable, %d messages go back to the queue: %s", len(rows) - untried, error)
+        outcomes.deferred_because = f"not tried, the route is unavailable: {error}"[:1000]
+    except SoftTimeLimitExceeded:
+        # The message in hand may or may not have been accepted: it keeps its lease and is
+        # released by the sweep; the ones after it go back untried.
+        outcomes.deferred += [row["id"] for row in rows[untried + 1 :]]
+        yield outcomes
+        raise
+    outcomes.deferred += [row["id"] for row in rows[untried:]]
+    yield outcomes
 
 
-def _classify(row: dict[str, Any], composed: Any, result: SendResult, outcomes: _Outcomes) -> None:
+def _compose(
+    row: dict[str, Any], skeletons: dict[tuple[int, int], Skeleton], date_header: str, outcomes: _Outcomes
+) -> ComposedMessage | None:
+    key = (row["step_id"], row["sequence_id"])
+    try:
+        if key not in skeletons:
+            skeletons[key] = _skeleton(row)
+        return skeletons[key].compose(
+            Recipient(
+                message_id=row["id"],
+                contact_id=row["contact_id"],
+                email=row["contact__email"],
+                first_name=row["contact__first_name"],
+                last_name=row["contact__last_name"],
+                properties=row["contact__properties"] or {},
+                timezone=row["contact__timezone"],
+            ),
+            date_header=date_header,
+        )
+    except SoftTimeLimitExceeded:
+        raise
+    except RenderError as error:
+        response = f"render failed: {error}"
+    except Exception as error:  # one malformed message must not strand its batch
+        logger.exception("message %s could not be composed", row["id"])
+        response = f"compose failed: {error}"
+    outcomes.failed.append((row["id"], Enrollment.ExitReason.RENDER_FAILED, response[:1000]))
+    return None
+
+
+def _send_one(transport: Any, composed: ComposedMessage, row: dict[str, Any]) -> SendResult:
+    try:
+        return transport.send(composed, organization_id=row["organization_id"])
+    except (TransportUnavailable, SoftTimeLimitExceeded):
+        raise
+    except Exception as error:  # as above; the route itself still works
+        logger.exception("message %s could not be handed to the route", row["id"])
+        return SendResult(Outcome.TRANSIENT, f"send failed: {error}")
+
+
+def _classify(row: dict[str, Any], composed: ComposedMessage, result: SendResult, outcomes: _Outcomes) -> None:
     if result.outcome is Outcome.ACCEPTED:
         outcomes.sent.append(
             (
@@ -347,6 +399,8 @@ def _classify(row: dict[str, Any], composed: Any, result: SendResult, outcomes: 
         )
     elif result.outcome is Outcome.PERMANENT:
         outcomes.bounced.append((row["id"], result.response[:1000]))
+    elif result.outcome is Outcome.REJECTED:
+        outcomes.rejected.append((row["id"], result.response[:1000]))
     else:
         outcomes.retry.append((row["id"], row["attempts"] + 1, result.response[:1000]))
 
@@ -367,42 +421,51 @@ def _update_sent(rows: list[tuple[int, str, str, str, str, str]], now: dt.dateti
         sql = (
             f"UPDATE {table} SET status = %s, sent_at = %s, lease_expires_at = NULL, attempts = attempts + 1, "
             f"subject = v.column2, recipient = v.column3, message_id_header = v.column4, links = {links}, "
-            f"response = v.column6 FROM (VALUES {placeholders}) AS v WHERE {table}.id = v.column1"
+            f"response = v.column6 FROM (VALUES {placeholders}) AS v WHERE {table}.id = v.column1 "
+            f"AND {table}.status = %s"
         )
         params: list[Any] = [Message.Status.SENT, now]
         for row in chunk:
             params.extend(row)
+        params.append(Message.Status.SENDING)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
 
 
-@transaction.atomic
 def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
+    """Write outcomes. Only rows this worker still holds ("sending") are touched, and each kind
+    commits on its own: a bounce that has to wait for locks never holds back the sent ones."""
     report = SendReport()
+    mine = Message.objects.filter(status=Message.Status.SENDING)
     if outcomes.sent:
         _update_sent(outcomes.sent, now)
         report.sent = len(outcomes.sent)
     if outcomes.held:
-        held = Message.objects.filter(id__in=outcomes.held)
-        # The sequence may have been resumed since the claim. Lock the sequences (resuming
-        # locks them too) and hold only what is still paused; the rest is due at once.
-        list(
-            Sequence.objects.select_for_update().filter(id__in=held.values("sequence_id")).values_list("id", flat=True)
-        )
-        held.filter(sequence__status=Sequence.Status.PAUSED).update(
-            status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=None
-        )
-        held.filter(status=Message.Status.SENDING).update(
-            status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=now
-        )
+        with transaction.atomic():
+            held = mine.filter(id__in=outcomes.held)
+            # The sequence may have been resumed since the claim. Lock the sequences (resuming
+            # locks them too) and hold only what is still paused; the rest is due at once.
+            list(Sequence.objects.select_for_update(no_key=True).filter(id__in=held.values("sequence_id")).values("id"))
+            held.filter(sequence__status=Sequence.Status.PAUSED).update(
+                status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=None
+            )
+            held.update(status=Message.Status.QUEUED, lease_expires_at=None, next_attempt_at=now)
         report.held = len(outcomes.held)
-    exhausted: dict[int, int] = {}  # message id -> attempts made
+    if outcomes.deferred:
+        # Not tried: no attempt is counted, so an outage never uses up a message's attempts.
+        mine.filter(id__in=outcomes.deferred).update(
+            status=Message.Status.QUEUED,
+            lease_expires_at=None,
+            next_attempt_at=now + dt.timedelta(seconds=settings.SEND_RETRY_BASE_SECONDS),
+            response=outcomes.deferred_because or "not tried: the batch ran out of time",
+        )
+        report.deferred = len(outcomes.deferred)
+    failed = [(message_id, reason, response, F("attempts") + 1) for message_id, reason, response in outcomes.failed]
     for message_id, attempts, response in outcomes.retry:
         if attempts >= settings.SEND_MAX_ATTEMPTS:
-            exhausted[message_id] = attempts
-            outcomes.failed.append((message_id, Enrollment.ExitReason.SEND_FAILED, f"gave up: {response}"))
+            failed.append((message_id, Enrollment.ExitReason.SEND_FAILED, f"gave up: {response}", attempts))
             continue
-        Message.objects.filter(id=message_id).update(
+        mine.filter(id=message_id).update(
             status=Message.Status.QUEUED,
             attempts=attempts,
             next_attempt_at=now + retry_delay(attempts),
@@ -411,33 +474,46 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
         )
         report.retried += 1
     for message_id, response in outcomes.cancelled:
-        Message.objects.filter(id=message_id).update(
+        mine.filter(id=message_id).update(
             status=Message.Status.CANCELLED, lease_expires_at=None, next_attempt_at=None, response=response
         )
         report.cancelled += 1
-    failed_enrollments: dict[str, list[int]] = defaultdict(list)
-    for message_id, reason, response in outcomes.failed:
-        Message.objects.filter(id=message_id).update(
+    for message_id, response in outcomes.rejected:
+        # Refused for the message or the route (policy, relay, content), not for the address:
+        # the contact stays mailable and the enrollment goes on.
+        mine.filter(id=message_id).update(
             status=Message.Status.FAILED,
             lease_expires_at=None,
             next_attempt_at=None,
-            attempts=exhausted.get(message_id, F("attempts") + 1),
+            attempts=F("attempts") + 1,
+            response=response,
+        )
+        report.failed += 1
+    failed_enrollments: dict[str, list[int]] = defaultdict(list)
+    for message_id, reason, response, attempts_made in failed:
+        mine.filter(id=message_id).update(
+            status=Message.Status.FAILED,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            attempts=attempts_made,
             response=response,
         )
         failed_enrollments[reason].append(message_id)
         report.failed += 1
     for reason, message_ids in failed_enrollments.items():
         enrollment_ids = Message.objects.filter(id__in=message_ids).values_list("enrollment_id", flat=True)
-        sequence_services.enrollments_fail(enrollment_ids=enrollment_ids, reason=reason)
-    for message_id, response in outcomes.bounced:
-        Message.objects.filter(id=message_id).update(
-            status=Message.Status.BOUNCED,
-            lease_expires_at=None,
-            next_attempt_at=None,
-            attempts=F("attempts") + 1,
-            response=response,
-        )
-        message_bounced(message=Message.objects.get(pk=message_id), detail=response)
+        sequence_services.enrollments_fail(enrollment_ids=list(enrollment_ids), reason=reason)
+    for message in Message.objects.filter(id__in=[message_id for message_id, _ in outcomes.bounced]):
+        response = dict(outcomes.bounced)[message.pk]
+        with transaction.atomic():
+            if mine.filter(id=message.pk).update(
+                status=Message.Status.BOUNCED,
+                lease_expires_at=None,
+                next_attempt_at=None,
+                attempts=F("attempts") + 1,
+                response=response,
+            ):
+                message_bounced(message=message, detail=response)
         report.bounced += 1
     return report
 

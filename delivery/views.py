@@ -1,10 +1,7 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import ipaddress
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -12,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from delivery import mailbox, services
+from emailseq.http import client_ip
 from organizations.tenancy import organization_ids_for_user
 
 # The smallest transparent GIF.
@@ -20,16 +18,8 @@ NO_STORE = "no-store, no-cache, must-revalidate, private, max-age=0"
 
 
 def _tracked_request(request: HttpRequest) -> services.TrackedRequest:
-    ip = request.META.get("REMOTE_ADDR")
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        # The rightmost entry is the one our own proxy added; entries left of it come from the
-        # client and can be forged.
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
-        # Absent, or not an address ("unknown", a hostname): keep REMOTE_ADDR.
-        with contextlib.suppress(ValueError):
-            ip = str(ipaddress.ip_address(forwarded))
     return services.TrackedRequest(
-        ip=ip or None, user_agent=request.META.get("HTTP_USER_AGENT", ""), method=request.method or "GET"
+        ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", ""), method=request.method or "GET"
     )
 
 

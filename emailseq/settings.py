@@ -7,6 +7,7 @@ DATABASE_URL, REDIS_URL and EMAIL_URL switch on the real parts. README.md lists 
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -32,8 +33,8 @@ def _local_secret_key() -> str:
     """A per-installation key kept under var/, so signed links survive restarts."""
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -108,6 +109,8 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10, minimum=1)
 AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Behind a proxy every request comes from the proxy: lock out by the client's address instead.
+AXES_CLIENT_IP_CALLABLE = "emailseq.http.client_ip"
 
 ROOT_URLCONF = "emailseq.urls"
 WSGI_APPLICATION = "emailseq.wsgi.application"

@@ -154,6 +154,12 @@ class TenantAdmin(TenantRolePermissions, TenantScopedFields, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
         return super().get_queryset(request).for_user(request.user)
 
+    def get_readonly_fields(self, request: HttpRequest, obj: TenantModel | None = None) -> tuple[str, ...]:
+        # A row never moves between organizations: its related rows would stay behind, visible
+        # to the wrong people.
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "organization") if obj is not None and "organization" not in fields else fields
+
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         return [OrganizationListFilter, *super().get_list_filter(request)]
 

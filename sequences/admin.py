@@ -82,13 +82,11 @@ class SequenceAdmin(TenantAdmin):
         if formset.model is not Step:
             return super().save_formset(request, form, formset, change)
         # Removing a step moves the contacts waiting on it along: that is the service's job.
+        # step_delete unsets the instance's pk, so formset.save() does not delete it again.
         for inline_form in formset.deleted_forms:
             if inline_form.instance.pk:
                 services.step_delete(step=inline_form.instance)
-        formset.deleted_forms.clear()
-        for inline_form in formset.forms:
-            inline_form.instance.organization_id = form.instance.organization_id
-        formset.save()
+        super().save_formset(request, form, formset, change)
 
     def _run(self, request: HttpRequest, queryset: QuerySet, action: Any, verb: str) -> None:
         done = 0

@@ -11,6 +11,7 @@ statement per row. Messages are handed to send tasks after the transaction commi
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, DateTimeField, Exists, OuterRef, Value, When
 from django.utils import timezone
 
 from delivery import services as delivery_services
@@ -28,8 +30,13 @@ from sequences.schedule import next_time_of_day, window_opening, zone
 from sequences.services import goal_reached
 from subscribers.models import Contact
 
+logger = logging.getLogger(__name__)
+
 Kind = Step.Kind
 ACTIVE = Enrollment.Status.ACTIVE
+# An enrollment that cannot be advanced (a step that fails, a loop left by reordering steps)
+# waits this long before it is tried again, and the rest of its batch goes on meanwhile.
+QUARANTINE = dt.timedelta(hours=1)
 
 
 @dataclass
@@ -48,6 +55,8 @@ class TickReport:
         self.messages_created += other.messages_created
         self.finished += other.finished
         self.parked += other.parked
+        self.messages_dispatched += other.messages_dispatched
+        self.more_due = self.more_due or other.more_due
 
 
 @dataclass
@@ -61,7 +70,7 @@ class _Row:
     step_id: int | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Outcome:
     """Where an enrollment ends up after this batch; rows with equal outcomes share one UPDATE."""
 
@@ -69,6 +78,7 @@ class _Outcome:
     next_run_at: dt.datetime | None
     status: str = ACTIVE
     exit_reason: str = ""
+    parked: bool = False
 
 
 @dataclass
@@ -166,8 +176,10 @@ class _Batch:
             if not pending:
                 break
             pending = self._advance(pending)
-        for row in pending:  # unreachable with forward-only branches; kept as a guard
-            self._wait(row, row.step_id, self.now)
+        for row in pending:
+            # Only a loop gets here (steps reordered under a branch): never spin on it.
+            logger.warning("enrollment %s loops at step %s; deferred", row.enrollment_id, row.step_id)
+            self._wait(row, row.step_id, self.now + QUARANTINE)
 
     def _check_sequences_and_goals(self, rows: list[_Row]) -> list[_Row]:
         with_goal = [
@@ -190,7 +202,7 @@ class _Batch:
             plan = self.plans[row.sequence_id]
             if plan.status == Sequence.Status.PAUSED or plan.status == Sequence.Status.DRAFT:
                 # Parked: resuming the sequence makes it due again, at the step it is on.
-                self._wait(row, row.step_id, None)
+                self.outcomes[row.enrollment_id] = _Outcome(step_id=row.step_id, next_run_at=None, parked=True)
             elif plan.status == Sequence.Status.ARCHIVED:
                 self._finish(row, Enrollment.Status.EXITED, Enrollment.ExitReason.SEQUENCE_ARCHIVED)
             elif row.enrollment_id in reached:
@@ -303,15 +315,25 @@ class _Batch:
         report = TickReport(claimed=len(self.rows), advanced_steps=self.advanced_steps)
         if self.messages:
             report.messages_created = len(delivery_services.messages_enqueue(messages=self.messages, now=self.now))
-        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        groups: dict[_Outcome, list[int]] = defaultdict(list)
         for enrollment_id, outcome in self.outcomes.items():
-            groups[(outcome.step_id, outcome.next_run_at, outcome.status, outcome.exit_reason)].append(enrollment_id)
-        for (step_id, next_run_at, status, exit_reason), ids in groups.items():
-            values: dict[str, Any] = {"current_step_id": step_id, "next_run_at": next_run_at}
-            if status != ACTIVE:
-                values.update(status=status, exit_reason=exit_reason, finished_at=self.now)
+            groups[outcome].append(enrollment_id)
+        for outcome, ids in groups.items():
+            values: dict[str, Any] = {"current_step_id": outcome.step_id, "next_run_at": outcome.next_run_at}
+            if outcome.status != ACTIVE:
+                values.update(status=outcome.status, exit_reason=outcome.exit_reason, finished_at=self.now)
                 report.finished += len(ids)
-            elif next_run_at is None:
+            elif outcome.parked:
+                # The sequence may have been resumed since this batch read it; the resume only
+                # releases rows already parked, so decide against its committed status now.
+                values["next_run_at"] = Case(
+                    When(
+                        Exists(Sequence.objects.filter(pk=OuterRef("sequence_id"), status=Sequence.Status.ACTIVE)),
+                        then=Value(self.now),
+                    ),
+                    default=None,
+                    output_field=DateTimeField(),
+                )
                 report.parked += len(ids)
             Enrollment.objects.filter(id__in=ids).update(**values)
         return report
@@ -339,9 +361,26 @@ def advance_due_enrollments(*, now: dt.datetime | None = None, limit: int | None
         )
         if not claimed:
             return TickReport()
-        batch = _Batch([_Row(*row) for row in claimed], now)
-        batch.run()
-        return batch.write()
+        try:
+            with transaction.atomic():
+                batch = _Batch([_Row(*row) for row in claimed], now)
+                batch.run()
+                return batch.write()
+        except Exception:  # one bad enrollment must not stop every organization's mail
+            logger.exception("a batch of %d enrollments failed; advancing them one by one", len(claimed))
+        report = TickReport()
+        for row_values in claimed:  # fresh rows: the failed attempt moved them along
+            row = _Row(*row_values)
+            try:
+                with transaction.atomic():
+                    single = _Batch([row], now)
+                    single.run()
+                    report.add(single.write())
+            except Exception:
+                logger.exception("enrollment %s could not be advanced; retried in %s", row.enrollment_id, QUARANTINE)
+                Enrollment.objects.filter(id=row.enrollment_id).update(next_run_at=now + QUARANTINE)
+                report.claimed += 1
+        return report
 
 
 def tick(*, batch_size: int | None = None, budget_seconds: float | None = None) -> TickReport:
@@ -351,13 +390,16 @@ def tick(*, batch_size: int | None = None, budget_seconds: float | None = None) 
     budget = settings.ENGINE_TICK_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     started = time.monotonic()
     report = TickReport()
-    while True:
-        batch = advance_due_enrollments(limit=batch_size)
-        report.add(batch)
-        if batch.claimed < batch_size:
-            break
-        if time.monotonic() - started > budget:
-            report.more_due = True
-            break
-    report.messages_dispatched = delivery_services.messages_sweep()
+    try:
+        while True:
+            batch = advance_due_enrollments(limit=batch_size)
+            report.add(batch)
+            if batch.claimed < batch_size:
+                break
+            if time.monotonic() - started > budget:
+                report.more_due = True
+                break
+    finally:
+        # Retries and lost dispatches are swept even when advancing failed.
+        report.messages_dispatched = delivery_services.messages_sweep()
     return report

@@ -117,7 +117,9 @@ class Step(TenantModel):
     position = models.PositiveIntegerField()
     kind = models.CharField(max_length=16, choices=Kind.choices)
     name = models.CharField(max_length=200, blank=True)
-    template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="steps")
+    # RESTRICT: a template in use cannot be deleted, unless its steps go with it (a whole
+    # organization being deleted).
+    template = models.ForeignKey(EmailTemplate, null=True, blank=True, on_delete=models.RESTRICT, related_name="steps")
     delay = models.DurationField(null=True, blank=True)
     wait_until_time = models.TimeField(null=True, blank=True)
     wait_until_days = models.JSONField(default=all_weekdays, blank=True, validators=[validate_weekdays])
@@ -151,6 +153,15 @@ class Step(TenantModel):
         label = self.name or self.get_kind_display()
         return f"{self.position}. {label}"
 
+    def _validate_condition_target(self) -> None:
+        """An opened/clicked condition may only name an earlier email step of its own sequence."""
+        step_id = self.condition.get("step") if self.condition["type"] in ("opened", "clicked") else None
+        if step_id is None:
+            return
+        target = Step.objects.filter(pk=step_id, sequence_id=self.sequence_id, kind=self.Kind.EMAIL).first()
+        if target is None or target.position >= self.position:
+            raise ValidationError("The condition must name an earlier email step of this sequence.")
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.kind == self.Kind.EMAIL and not self.template_id:
@@ -165,6 +176,7 @@ class Step(TenantModel):
         if self.kind == self.Kind.CONDITION:
             try:
                 validate_condition(self.condition)
+                self._validate_condition_target()
             except ValidationError as error:
                 errors["condition"] = error.messages[0]
         for field in ("yes_step", "no_step"):
@@ -179,10 +191,6 @@ class Step(TenantModel):
                 errors[field] = "A branch must lead to a later step (sequences have no loops)."
         if errors:
             raise ValidationError(errors)
-
-    @property
-    def wait_days(self) -> frozenset[int]:
-        return frozenset(self.wait_until_days or range(7))
 
 
 class Enrollment(TenantModel):
@@ -211,10 +219,11 @@ class Enrollment(TenantModel):
     # HOT): no index of its own on sequence, which (sequence, status) covers, nor on
     # current_step, which only deleting a step looks up.
     sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
-    # The step to run when next_run_at arrives; null once the enrollment has ended. PROTECT:
-    # steps are removed through services.step_delete, which moves waiting contacts on first.
+    # The step to run when next_run_at arrives; null once the enrollment has ended. RESTRICT:
+    # a single step is removed through services.step_delete, which moves waiting contacts on
+    # first; deleting the whole sequence (or organization) takes its enrollments along.
     current_step = models.ForeignKey(
-        Step, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+        Step, null=True, blank=True, on_delete=models.RESTRICT, related_name="+", db_index=False
     )
     # Null while parked (its sequence is paused): resuming sets it to now.
     next_run_at = models.DateTimeField(null=True, blank=True)

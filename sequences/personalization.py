@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from liquid import Environment
 from liquid.exceptions import LiquidError, OutputStreamLimitError
 from liquid.stream import TokenStream
@@ -158,12 +157,6 @@ def template_problems(source: str) -> list[TemplateProblem]:
     return sorted(problems, key=lambda problem: (problem.line, problem.column))
 
 
-def validate_template_source(source: str) -> None:
-    problems = template_problems(source)
-    if problems:
-        raise ValidationError([str(problem) for problem in problems])
-
-
 class RenderError(Exception):
     """A template failed at render time (a limit was hit, or a filter failed)."""
 
@@ -263,6 +256,7 @@ def contact_context(
     timezone: str,
 ) -> dict[str, Any]:
     """The `contact` variable. Only plain values: see the module docstring."""
+    first_name, last_name = _clean(first_name), _clean(last_name)
     return {
         "email": email,
         "first_name": first_name,
@@ -285,6 +279,16 @@ def _plain(value: Any, depth: int = 0) -> Any:
         return {str(key): _plain(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item, depth + 1) for item in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, str):
+        return _clean(value)
+    if value is None or isinstance(value, (int, float, bool)):
         return value
-    return str(value)
+    return _clean(str(value))
+
+
+# Control characters that the composer uses as link markers; never meaningful in contact data.
+_MARKER_CHARACTERS = dict.fromkeys(range(0x1C, 0x20))
+
+
+def _clean(text: str) -> str:
+    return text.translate(_MARKER_CHARACTERS) if text and not text.isprintable() else text

@@ -7,7 +7,6 @@ import zoneinfo
 from functools import lru_cache
 
 UTC = dt.UTC
-ALL_DAYS = frozenset(range(7))
 
 
 @lru_cache(maxsize=1024)

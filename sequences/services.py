@@ -91,7 +91,7 @@ def _activation_problems(sequence: Sequence) -> list[str]:
 @transaction.atomic
 def sequence_activate(*, sequence: Sequence) -> Sequence:
     """Start a draft sequence, or resume a paused one."""
-    locked = Sequence.objects.select_for_update().get(pk=sequence.pk)
+    locked = Sequence.objects.select_for_update(no_key=True).get(pk=sequence.pk)
     if locked.status == Sequence.Status.ACTIVE:
         sequence.status = locked.status
         return sequence
@@ -131,7 +131,7 @@ def sequence_pause(*, sequence: Sequence) -> Sequence:
     Queued messages are held (their send tasks find the sequence paused and leave them);
     due enrollments are parked by the engine when it next meets them.
     """
-    locked = Sequence.objects.select_for_update().get(pk=sequence.pk)
+    locked = Sequence.objects.select_for_update(no_key=True).get(pk=sequence.pk)
     if locked.status != Sequence.Status.ACTIVE:
         raise ValidationError(f"Only an active sequence can be paused; this one is {locked.status}.")
     _set_status(sequence, Sequence.Status.PAUSED)
@@ -141,10 +141,14 @@ def sequence_pause(*, sequence: Sequence) -> Sequence:
 
 @transaction.atomic
 def sequence_archive(*, sequence: Sequence) -> Sequence:
-    Sequence.objects.select_for_update().get(pk=sequence.pk)
+    Sequence.objects.select_for_update(no_key=True).get(pk=sequence.pk)
     _set_status(sequence, Sequence.Status.ARCHIVED)
     active = Enrollment.objects.filter(sequence=sequence, status=Enrollment.Status.ACTIVE)
     _end_enrollments(active, status=Enrollment.Status.EXITED, reason=Enrollment.ExitReason.SEQUENCE_ARCHIVED)
+    # Messages held by an earlier pause may belong to enrollments that had already completed.
+    Message.objects.filter(sequence=sequence, status=Message.Status.QUEUED).update(
+        status=Message.Status.CANCELLED, response="sequence archived", next_attempt_at=None
+    )
     return sequence
 
 
@@ -154,7 +158,7 @@ def sequence_archive(*, sequence: Sequence) -> Sequence:
 @transaction.atomic
 def step_create(*, sequence: Sequence, kind: str, position: int | None = None, **fields: Any) -> Step:
     """Add a step at `position` (default: the end), moving later steps down by one."""
-    Sequence.objects.select_for_update().filter(pk=sequence.pk).first()
+    Sequence.objects.select_for_update(no_key=True).filter(pk=sequence.pk).first()
     last = sequence.steps.aggregate(last=Max("position"))["last"]
     end = 1 if last is None else last + 1
     if position is None or position >= end:
@@ -327,13 +331,13 @@ def _end_enrollments(enrollments: Any, *, status: str, reason: str) -> int:
     ids = list(enrollments.filter(status=Enrollment.Status.ACTIVE).values_list("id", flat=True))
     if not ids:
         return 0
-    Enrollment.objects.filter(id__in=ids, status=Enrollment.Status.ACTIVE).update(
-        status=status, exit_reason=reason, finished_at=now, next_run_at=None
+    ended = Enrollment.objects.filter(id__in=ids, status=Enrollment.Status.ACTIVE).update(
+        status=status, exit_reason=reason, finished_at=now, next_run_at=None, current_step=None
     )
     Message.objects.filter(enrollment_id__in=ids, status=Message.Status.QUEUED).update(
         status=Message.Status.CANCELLED, response=f"enrollment ended: {reason}", next_attempt_at=None
     )
-    return len(ids)
+    return ended
 
 
 def enrollments_end_for_contact(*, contact: Contact, reason: str) -> int:

@@ -23,6 +23,10 @@ def normalize_email(value: str) -> str:
     if address.count("@") != 1 or len(address) > 254:
         raise ValidationError("Enter a valid email address.")
     local, domain = address.rsplit("@", 1)
+    if not local.isascii():
+        # Django's validator lets some non-ASCII letters through (it matches case-insensitively);
+        # mail to them needs SMTPUTF8, which most routes lack.
+        raise ValidationError("Enter a valid email address (only ASCII characters before the @).")
     try:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError:

@@ -76,10 +76,6 @@ class Contact(TenantModel):
     def is_mailable(self) -> bool:
         return self.status == self.Status.ACTIVE
 
-    @property
-    def full_name(self) -> str:
-        return " ".join(part for part in (self.first_name, self.last_name) if part)
-
 
 class Suppression(TenantModel):
     """An address the organization must not mail. Outlives the contact: it keeps only a hash."""

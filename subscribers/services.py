@@ -105,7 +105,7 @@ def contact_update(*, contact: Contact, **fields: Any) -> Contact:
     contact.full_clean()
     try:
         with transaction.atomic():
-            contact.save()
+            contact.save(update_fields=[*fields, "updated_at"])
     except IntegrityError:
         raise ValidationError({"email": "A contact with this email already exists."}) from None
     sequence_services.goals_check_for_contact(contact=contact)
@@ -161,7 +161,8 @@ def _contact_stop_mailing(
 
     Returns whether the contact was mailable before. Idempotent: repeating it changes nothing.
     """
-    locked = Contact.objects.select_for_update().get(pk=contact.pk)
+    # NO KEY: the engine's inserts of messages for this contact take KEY SHARE locks on it.
+    locked = Contact.objects.select_for_update(no_key=True).get(pk=contact.pk)
     was_mailable = locked.status == Contact.Status.ACTIVE
     # A complaint outranks an earlier unsubscribe or bounce; otherwise the first reason stays.
     outranks = status == Contact.Status.COMPLAINED and locked.status != Contact.Status.COMPLAINED

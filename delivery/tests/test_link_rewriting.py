@@ -133,3 +133,22 @@ def test_a_personalized_link_is_tracked_with_each_contacts_own_url() -> None:
         text = mail_to(captured_mail(organization.pk), contact.email).get_body(preferencelist=("plain",)).get_content()
         assert f"https://private.example.com/{account}" in text
         assert "/t/c/" in text and f"https://app.example.com/account/{account}" not in text
+
+
+def test_a_url_that_arrives_in_contact_data_never_becomes_a_tracked_redirect() -> None:
+    organization = OrganizationFactory()
+    sequence = email_sequence(
+        organization,
+        html_body=PERSONAL_HTML.replace("</body>", "<p>Hi {{ contact.first_name }}</p></body>"),
+        text_body="Hi {{ contact.first_name }}, your plan: https://docs.example.com/start",
+    )
+    contact = ContactFactory(
+        organization=organization, first_name="https://evil.example/login", properties={"account": 1}
+    )
+    [message] = write_messages(sequence, contact)
+    assert send(message).sent == 1
+
+    message.refresh_from_db()
+    assert not any("evil.example" in url for url in message.links)
+    text = mail_to(captured_mail(organization.pk), contact.email).get_body(preferencelist=("plain",)).get_content()
+    assert "Hi https://evil.example/login" in text

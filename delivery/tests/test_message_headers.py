@@ -87,3 +87,15 @@ def test_line_breaks_in_contact_fields_cannot_inject_headers_or_recipients(smtp_
     assert mail["Bcc"] is None and mail["X-Injected"] is None
     assert mail.get_all("Subject") == ["Hi Eve Bcc: victim@example.net from ACME X-Injected: yes <b>body</b>"]
     assert not mail.defects
+
+
+def test_line_breaks_in_the_sender_name_cannot_inject_headers(smtp_route: SmtpServer) -> None:
+    organization = OrganizationFactory()
+    sequence = email_sequence(organization, from_name="Acme\r\nBcc: victim@example.net")
+    [message] = write_messages(sequence, ContactFactory(organization=organization))
+
+    assert send(message).sent == 1
+
+    mail = smtp_route.received[0].parsed()
+    assert mail["Bcc"] is None and not mail.defects
+    assert mail["From"].addresses[0].display_name == "Acme Bcc: victim@example.net"

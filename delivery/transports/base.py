@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 class Outcome(enum.Enum):
     ACCEPTED = "accepted"
     TRANSIENT = "transient"  # try again later (4xx, throttling, connection trouble)
-    PERMANENT = "permanent"  # the recipient cannot be reached (5xx on the recipient)
+    PERMANENT = "permanent"  # the recipient's address cannot be reached: a bounce
+    REJECTED = "rejected"  # refused for the message or the sender (policy, content), not the address
 
 
 @dataclass(frozen=True)

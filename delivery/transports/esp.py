@@ -37,9 +37,10 @@ class AnymailTransport(Transport):
             return SendResult(Outcome.PERMANENT, str(error))
         except AnymailAPIError as error:
             status = getattr(error, "status_code", None)
-            if status is None or status == 429 or status >= 500:
+            # Throttling, outages and account problems (bad key, suspended) are the route's.
+            if status is None or status in (401, 403, 429) or status >= 500:
                 raise TransportUnavailable(str(error)) from error
-            # Other 4xx API errors are about our request or account, not the recipient.
+            # Other 4xx API errors are about this request, not the recipient.
             return SendResult(Outcome.TRANSIENT, str(error))
         except AnymailError as error:
             raise TransportUnavailable(str(error)) from error

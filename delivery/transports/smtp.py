@@ -4,6 +4,7 @@ pipelined (RFC 2920) when the server offers it."""
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from typing import TYPE_CHECKING
@@ -15,12 +16,27 @@ if TYPE_CHECKING:
     from emailseq.environment import EmailConfig
 
 
-def classify_reply(code: int) -> Outcome:
+ENHANCED_STATUS = re.compile(r"^[245]\.(\d{1,3})\.(\d{1,3})\b")
+# Enhanced status codes (RFC 3463) that say the address itself is bad or gone. Other 5.x.x
+# classes are about the message, the sender or policy (5.7.1 relay denied, 5.3.4 too big); a
+# full mailbox (5.2.2) is the recipient's passing state, not a dead address.
+ADDRESS_FAILURES = {"1", "2"}
+PASSING_STATES = {("2", "2")}
+
+
+def classify_reply(code: int, text: str = "", *, after_data: bool = False) -> Outcome:
+    """What an SMTP reply means for the message: a 5xx is a bounce only when it is about the
+    address (5.1.x, 5.2.x, or a bare 5xx to RCPT); other refusals fail the message alone."""
     if 200 <= code < 300:
         return Outcome.ACCEPTED
-    if 500 <= code < 600:
+    if not 500 <= code < 600:
+        return Outcome.TRANSIENT
+    enhanced = ENHANCED_STATUS.match(text.strip())
+    if enhanced is None:
+        return Outcome.REJECTED if after_data else Outcome.PERMANENT
+    if enhanced.group(1) in ADDRESS_FAILURES and enhanced.groups() not in PASSING_STATES:
         return Outcome.PERMANENT
-    return Outcome.TRANSIENT
+    return Outcome.REJECTED
 
 
 def _reply_text(code: int, text: bytes | str) -> str:
@@ -96,7 +112,8 @@ class SmtpTransport(Transport):
                     code, text = connection.getreply()
                     if code == 421:
                         raise TransportUnavailable(_reply_text(code, text))
-                    return SendResult(classify_reply(code), _reply_text(code, text))
+                    reply = _reply_text(code, text)
+                    return SendResult(classify_reply(code, reply[4:], after_data=True), reply)
                 # A server that opens DATA without a valid envelope gets an empty message,
                 # which it must refuse for want of recipients.
                 connection.send(b".\r\n")
@@ -106,8 +123,10 @@ class SmtpTransport(Transport):
                 # The sender was refused: the recipient is not at fault, so never a bounce.
                 return SendResult(Outcome.TRANSIENT, "MAIL FROM refused: " + _reply_text(*mail_reply))
             if not envelope_accepted:
-                return SendResult(classify_reply(rcpt_reply[0]), _reply_text(*rcpt_reply))
-            return SendResult(classify_reply(data_reply[0]), _reply_text(*data_reply))
+                reply = _reply_text(*rcpt_reply)
+                return SendResult(classify_reply(rcpt_reply[0], reply[4:]), reply)
+            reply = _reply_text(*data_reply)
+            return SendResult(classify_reply(data_reply[0], reply[4:], after_data=True), reply)
         except TransportUnavailable:
             self._drop()
             raise

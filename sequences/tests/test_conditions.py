@@ -284,6 +284,20 @@ def test_a_branch_may_not_lead_back_to_an_earlier_step() -> None:
     assert "later step" in str(error.value)
 
 
+def test_a_condition_may_only_name_an_earlier_email_of_its_own_sequence() -> None:
+    organization = OrganizationFactory()
+    other = draft_sequence(organization)
+    elsewhere = email_step(other, "Elsewhere")
+    sequence = draft_sequence(organization)
+    wait = delay_step(sequence, dt.timedelta(days=1))
+
+    for named in (elsewhere, wait):
+        with pytest.raises(ValidationError, match="earlier email step of this sequence"):
+            services.step_create(
+                sequence=sequence, kind=Step.Kind.CONDITION, condition={"type": "opened", "step": named.pk}
+            )
+
+
 @pytest.mark.parametrize(
     "condition",
     [

@@ -180,3 +180,18 @@ def test_archiving_ends_every_active_enrollment_and_cancels_unsent_mail(
     )
     with pytest.raises(ValidationError):
         services.sequence_activate(sequence=sequence)
+
+
+def test_archiving_a_paused_sequence_cancels_mail_it_was_holding_for_finished_contacts(
+    django_capture_on_commit_callbacks,
+) -> None:
+    sequence = draft_sequence(OrganizationFactory())
+    email_step(sequence, "Last and only")
+    services.sequence_activate(sequence=sequence)
+    services.enrollments_create(sequence=sequence, contacts=[ContactFactory(organization=sequence.organization)])
+    engine.advance_due_enrollments()  # the message is written and the enrollment completes
+    services.sequence_pause(sequence=sequence)
+
+    services.sequence_archive(sequence=sequence)
+
+    assert set(Message.objects.values_list("status", flat=True)) == {Message.Status.CANCELLED}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 from typing import Any
 
@@ -101,8 +102,9 @@ class Command(BaseCommand):
             user = get_user_model().objects.create_user(
                 username=username, email=f"{username}@example.com", password=password, is_staff=True
             )
-            credentials.write_text(password + "\n")
-            credentials.chmod(0o600)
+            credentials.unlink(missing_ok=True)
+            with os.fdopen(os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+                handle.write(password + "\n")
         elif credentials.exists():
             password = credentials.read_text().strip()
         else:
