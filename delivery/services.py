@@ -503,8 +503,9 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
     for reason, message_ids in failed_enrollments.items():
         enrollment_ids = Message.objects.filter(id__in=message_ids).values_list("enrollment_id", flat=True)
         sequence_services.enrollments_fail(enrollment_ids=list(enrollment_ids), reason=reason)
-    for message in Message.objects.filter(id__in=[message_id for message_id, _ in outcomes.bounced]):
-        response = dict(outcomes.bounced)[message.pk]
+    bounce_responses = dict(outcomes.bounced)
+    for message in Message.objects.filter(id__in=list(bounce_responses)):
+        response = bounce_responses[message.pk]
         with transaction.atomic():
             if mine.filter(id=message.pk).update(
                 status=Message.Status.BOUNCED,

@@ -171,3 +171,20 @@ def test_the_scheduler_that_serve_runs_keeps_ticking_after_a_failed_tick(monkeyp
     assert not scheduler.is_alive()
     assert len(calls) >= 2
     assert Message.objects.filter(status=Message.Status.SENT).count() == 3
+
+
+@pytest.mark.django_db
+def test_tick_reports_each_re_dispatched_message_once(django_capture_on_commit_callbacks) -> None:
+    sequence = draft_sequence(OrganizationFactory())
+    email_step(sequence, "Lost on the way")
+    services.sequence_activate(sequence=sequence)
+    services.enrollments_create(sequence=sequence, contacts=[ContactFactory(organization=sequence.organization)])
+    engine.advance_due_enrollments()  # outside a commit, so the dispatch is lost
+    Message.objects.update(next_attempt_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    output = io.StringIO()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("tick", "--until-idle", stdout=output)
+
+    assert "1 re-dispatched" in output.getvalue()
+    assert Message.objects.get().status == Message.Status.SENT

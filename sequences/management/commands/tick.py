@@ -24,7 +24,6 @@ class Command(BaseCommand):
             report = engine.tick(batch_size=batch_size)
             passes += 1
             totals.add(report)
-            totals.messages_dispatched += report.messages_dispatched
             if not until_idle or (report.claimed == 0 and report.messages_dispatched == 0):
                 break
         self.stdout.write(
