@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from organizations.models import validate_timezone
@@ -113,3 +114,121 @@ class Suppression(TenantModel):
         Reason.MANUAL: Contact.Status.UNSUBSCRIBED,
         Reason.ERASED: Contact.Status.UNSUBSCRIBED,
     }
+
+
+class ContactEvent(TenantModel):
+    """Something a contact did, reported by an integrator's system ("purchased", "trial_started").
+
+    Sequence conditions and goals of type "event" look these up by name.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="custom_events")
+    name = models.CharField(max_length=200)
+    properties = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["contact", "name", "occurred_at"], name="contact_event_lookup_idx"),
+            models.Index(fields=["organization", "name", "occurred_at"], name="contact_event_org_name_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} by {self.contact_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+def import_upload_path(instance: ContactImport, filename: str) -> str:
+    return f"imports/{instance.organization_id}/{instance.token}.csv"
+
+
+class ContactImport(TenantModel):
+    """A CSV of contacts being loaded in the background, in checkpointed chunks.
+
+    Each chunk's contacts, rejected rows and the checkpoint (line and byte offset reached) are
+    written in one transaction, so a worker that dies mid-import is replaced by one that resumes
+    from the last checkpoint and writes nothing twice.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    class Existing(models.TextChoices):
+        UPDATE = "update", "Update existing contacts"
+        SKIP = "skip", "Leave existing contacts as they are"
+
+    token = models.CharField(max_length=32, unique=True)
+    file = models.FileField(upload_to=import_upload_path, max_length=255)
+    filename = models.CharField(max_length=255, blank=True)
+    file_size = models.BigIntegerField(default=0)
+    # CSV column header -> contact field ("email", "first_name", "last_name", "timezone",
+    # "tags", or "properties.<name>").
+    mapping = models.JSONField(default=dict)
+    contact_list = models.ForeignKey(
+        ContactList, null=True, blank=True, on_delete=models.SET_NULL, related_name="imports"
+    )
+    existing = models.CharField(max_length=8, choices=Existing.choices, default=Existing.SKIP)
+    consent_source = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Checkpoint: the data line and byte offset the next chunk starts from.
+    line_number = models.PositiveIntegerField(default=1)
+    byte_offset = models.BigIntegerField(default=0)
+    rows_processed = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["queued", "running", "completed", "failed"]),
+                name="contact_import_status_is_known",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(existing__in=["update", "skip"]), name="contact_import_existing_is_known"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="contact_import_pending_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"import {self.filename or self.token} ({self.status})"
+
+
+class ImportRejection(TenantModel):
+    """One CSV row an import could not take, with the reason a person can act on."""
+
+    id = models.BigAutoField(primary_key=True)
+    contact_import = models.ForeignKey(ContactImport, on_delete=models.CASCADE, related_name="rejections")
+    line = models.PositiveIntegerField(help_text="Line of the file, counting the header as line 1.")
+    reason = models.CharField(max_length=500)
+    raw = models.TextField(blank=True, help_text="The row as read, cut to 1,000 characters.")
+
+    class Meta:
+        ordering = ["contact_import", "line"]
+        constraints = [
+            models.UniqueConstraint(fields=["contact_import", "line"], name="one_rejection_per_import_line"),
+        ]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"

@@ -126,6 +126,38 @@ def contact_list_add(*, contact: Contact, contact_list: ContactList) -> None:
     _attach(contact, lists=[contact_list], tags=())
 
 
+def _name_taken(model_label: str) -> ValidationError:
+    return ValidationError({"name": f"A {model_label} with this name already exists."})
+
+
+@transaction.atomic
+def tag_create(*, organization: Organization, name: str) -> Tag:
+    tag = Tag(organization=organization, name=name.strip())
+    tag.full_clean(validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            tag.save()
+    except IntegrityError:
+        raise _name_taken("tag") from None
+    return tag
+
+
+@transaction.atomic
+def tag_rename(*, tag: Tag, name: str) -> Tag:
+    tag.name = name.strip()
+    tag.full_clean(validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            tag.save(update_fields=["name"])
+    except IntegrityError:
+        raise _name_taken("tag") from None
+    return tag
+
+
+def tag_delete(*, tag: Tag) -> None:
+    tag.delete()
+
+
 def tag_get_or_create(*, organization: Organization, name: str) -> Tag:
     tag, _ = Tag.objects.get_or_create(organization=organization, name=name.strip())
     return tag
