@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from api import views
+from api.fields import IdConverter
+
+register_converter(IdConverter, "id")
 
 v1 = [
     path("auth/token/", views.TokenObtainApi.as_view(), name="token-obtain"),

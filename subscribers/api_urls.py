@@ -6,5 +6,5 @@ from subscribers import api
 
 urlpatterns = [
     path("tags/", api.TagCollectionApi.as_view(), name="tag-collection"),
-    path("tags/<int:tag_id>/", api.TagItemApi.as_view(), name="tag-item"),
+    path("tags/<id:tag_id>/", api.TagItemApi.as_view(), name="tag-item"),
 ]

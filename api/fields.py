@@ -1,0 +1,83 @@
+"""Input fields and URL converters that keep malformed input from ever reaching the database.
+
+PostgreSQL refuses NUL characters in text and JSON, and integers beyond 64 bits: both must be
+caught as field errors (400), never surface as a database error (500).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rest_framework import serializers
+
+MAX_ID = 2**63 - 1
+
+
+class IdConverter:
+    """`<id:name>` in URL patterns: a positive 64-bit integer, anything else is a 404."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+class IdField(serializers.IntegerField):
+    """The id of a row: a positive 64-bit integer."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    if depth > 20:
+        raise serializers.ValidationError("Nested too deeply (at most 20 levels).")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError("Text may not contain NUL characters.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(key, depth + 1)
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ID:
+        raise serializers.ValidationError("Numbers must fit in 64 bits.")
+    elif isinstance(value, float) and value != value:  # NaN
+        raise serializers.ValidationError("NaN is not a number JSON allows.")
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (names to values) of bounded size, storable in PostgreSQL's jsonb."""
+
+    default_error_messages = {"not_object": "Expected a JSON object of names to values."}
+
+    def __init__(self, *, max_bytes: int = 64 * 1024, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_object")
+        _check_json(value)
+        try:
+            size = len(json.dumps(value, allow_nan=False))
+        except ValueError:
+            raise serializers.ValidationError("Infinity and NaN are not numbers JSON allows.") from None
+        if size > self.max_bytes:
+            raise serializers.ValidationError(f"At most {self.max_bytes} bytes of JSON.")
+        return value
+
+
+def check_json(value: Any) -> Any:
+    """Validate a free-form JSON value as JSONObjectField would (for values that are not objects)."""
+    _check_json(value)
+    return value
