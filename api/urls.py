@@ -13,6 +13,7 @@ v1 = [
     path("auth/token/refresh/", views.TokenRefreshApi.as_view(), name="token-refresh"),
     path("", include("sequences.api_urls")),
     path("", include("subscribers.api_urls")),
+    path("", include("subscribers.imports_api_urls")),
     path("", include("organizations.api_urls")),
 ]
 

@@ -15,7 +15,8 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.db import models
 from django.http import HttpRequest
 
-from organizations.models import Membership, Organization
+from organizations.models import ApiKey, Membership, Organization
+from organizations.services import api_key_revoke
 from organizations.tenancy import TenantModel
 
 admin.site.site_header = "emailseq administration"
@@ -280,3 +281,32 @@ class MembershipAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
         return self._may_manage(request, obj)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TenantAdmin):
+    """Keys are made through the API or `manage.py create_api_key` (the secret is shown once
+    there); staff see them and revoke them here."""
+
+    list_display = ("name", "prefix", "scope", "organization", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("scope",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "scope", "created_by", "created_at", "last_used_at", "revoked_at")
+    exclude = ("key_hash",)
+    actions = ["revoke_keys"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return self._allowed(request, obj, Membership.MANAGING_ROLES)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return self._allowed(request, obj, Membership.MANAGING_ROLES)
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke_keys(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        allowed = org_ids_with_role(request, Membership.MANAGING_ROLES)
+        for api_key in queryset:
+            if request.user.is_superuser or api_key.organization_id in allowed:
+                api_key_revoke(api_key=api_key)

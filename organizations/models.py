@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from organizations.tenancy import TenantModel
+
 
 def validate_timezone(value: str) -> None:
     if value and value not in zoneinfo.available_timezones():
@@ -63,7 +65,7 @@ class Membership(models.Model):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
-class ApiKey(models.Model):
+class ApiKey(TenantModel):
     """A credential an integrator's system uses for one organization.
 
     The secret is shown once, when the key is made; only its SHA-256 is kept. The prefix stays
@@ -74,7 +76,6 @@ class ApiKey(models.Model):
         READ = "read", "Read"
         WRITE = "write", "Read and write"
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=200)
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)

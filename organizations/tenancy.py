@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 from django.db import models
 
-from organizations.models import Membership, Organization
-
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from organizations.models import Organization
 
 
 class TenantQuerySet(models.QuerySet):
     def for_org(self, organization: Organization | int) -> TenantQuerySet:
-        organization_id = organization.pk if isinstance(organization, Organization) else organization
+        organization_id = organization if isinstance(organization, int) else organization.pk
         return self.filter(organization_id=organization_id)
 
     def for_user(self, user: AbstractBaseUser | AnonymousUser, *, roles: Iterable[str] | None = None) -> TenantQuerySet:
@@ -32,7 +32,7 @@ class TenantQuerySet(models.QuerySet):
 
 
 class TenantModel(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey("organizations.Organization", on_delete=models.CASCADE, related_name="+")
 
     objects = TenantQuerySet.as_manager()
 
@@ -44,6 +44,8 @@ def organization_ids_for_user(
     user: AbstractBaseUser | AnonymousUser, *, roles: Iterable[str] | None = None
 ) -> list[int]:
     """Ids of the organizations the user belongs to, optionally only with one of `roles`."""
+    from organizations.models import Membership  # the models module builds on this one
+
     if not user.is_authenticated or not user.is_active:
         return []
     memberships = Membership.objects.filter(user_id=user.pk)

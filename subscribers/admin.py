@@ -8,11 +8,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from organizations.admin import TenantAdmin, TenantModelForm
+from organizations.admin import ReadOnlyTenantAdmin, TenantAdmin, TenantInline, TenantModelForm
 from sequences import services as sequence_services
 from subscribers import services
 from subscribers.addresses import email_hash, normalize_email
-from subscribers.models import Contact, ContactList, Suppression, Tag
+from subscribers.models import Contact, ContactEvent, ContactImport, ContactList, ImportRejection, Suppression, Tag
 
 
 @admin.register(ContactList)
@@ -171,3 +171,45 @@ class SuppressionAdmin(TenantAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for suppression in queryset:
             services.suppression_lift(suppression=suppression)
+
+
+@admin.register(ContactEvent)
+class ContactEventAdmin(ReadOnlyTenantAdmin):
+    list_display = ("occurred_at", "name", "contact", "organization", "received_at")
+    list_filter = ("name",)
+    search_fields = ("name", "contact__email")
+    list_select_related = ("organization", "contact")
+    date_hierarchy = "occurred_at"
+
+
+class ImportRejectionInline(TenantInline, admin.TabularInline):
+    model = ImportRejection
+    fields = ("line", "reason", "raw")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    show_change_link = False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ContactImport)
+class ContactImportAdmin(ReadOnlyTenantAdmin):
+    list_display = (
+        "filename",
+        "organization",
+        "status",
+        "rows_processed",
+        "created_count",
+        "updated_count",
+        "skipped_count",
+        "rejected_count",
+        "created_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("filename", "token")
+    inlines = [ImportRejectionInline]

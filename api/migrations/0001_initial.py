@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('organizations', '0002_apikey'),
+        ('organizations', '0001_initial'),
     ]
 
     operations = [

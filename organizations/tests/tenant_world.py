@@ -11,15 +11,18 @@ from dataclasses import dataclass, field
 from django.contrib import admin
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
+from api.models import IdempotencyRecord
 from delivery.models import Event
 from delivery.tests.factories import EventFactory, MessageFactory, enrollment_for
-from organizations.models import Membership, Organization
+from organizations.models import ApiKey, Membership, Organization
+from organizations.services import api_key_create
 from organizations.tests.factories import OrganizationFactory, member
 from sequences.models import Step
 from sequences.tests.factories import EmailTemplateFactory, SequenceFactory, StepFactory
 from subscribers import services as subscriber_services
-from subscribers.models import Suppression
+from subscribers.models import ContactEvent, ContactImport, Suppression
 from subscribers.tests.factories import ContactFactory, ContactListFactory, TagFactory
 
 
@@ -61,6 +64,22 @@ def build_tenant(marker: str) -> Tenant:
     )
     event = EventFactory(message=message, type=Event.Type.CLICK, url=f"https://{marker}.example/clicked")
     membership = Membership.objects.get(organization=organization, user=owner)
+    api_key, _ = api_key_create(organization=organization, name=f"{marker} key", scope=ApiKey.Scope.READ)
+    custom_event = ContactEvent.objects.create(
+        organization=organization, contact=contact, name=f"{marker}-signup", occurred_at=timezone.now()
+    )
+    contact_import = ContactImport.objects.create(
+        organization=organization, token=f"{marker}-import", file=f"imports/{marker}.csv", filename=f"{marker}.csv"
+    )
+    idempotency_record = IdempotencyRecord.objects.create(
+        organization=organization,
+        caller=f"key:{api_key.pk}",
+        key=f"{marker}-key",
+        method="POST",
+        path="/api/v1/tags/",
+        fingerprint="0" * 64,
+        status_code=201,
+    )
     rows = {
         Organization: organization,
         Membership: membership,
@@ -74,6 +93,10 @@ def build_tenant(marker: str) -> Tenant:
         type(enrollment): enrollment,
         type(message): message,
         type(event): event,
+        ApiKey: api_key,
+        ContactEvent: custom_event,
+        ContactImport: contact_import,
+        IdempotencyRecord: idempotency_record,
     }
     return Tenant(marker=marker, organization=organization, owner=owner, suppressed_email=suppressed_email, rows=rows)
 
