@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format worker beat bench lock
+.PHONY: install run test lint format worker beat bench fuzz lock
 
 install: $(STAMP)
 
@@ -42,6 +42,14 @@ beat: install
 bench: install
 	$(PY) bench/send_throughput.py
 	$(PY) bench/scheduler_scale.py
+	$(PY) bench/import_speed.py
+	$(PY) bench/api_throughput.py
+
+# The schema fuzzer at length: FUZZ_EXAMPLES per operation, a random seed each run (the suite
+# runs a short, seeded pass).
+FUZZ_EXAMPLES ?= 300
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=random $(PY) -m pytest api/tests/test_schema_fuzzing.py -p no:cacheprovider $(PYTEST_ARGS)
 
 # Re-resolve the pinned set after changing requirements*.txt.
 lock:

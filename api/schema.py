@@ -85,7 +85,7 @@ class ProblemAwareAutoSchema(AutoSchema):
         return parameters
 
     def _is_api_operation(self) -> bool:
-        return self.path.startswith("/api/v1/") and not self.path.startswith("/api/v1/auth/")
+        return self.path.startswith("/api/v1/")
 
 
 def ordering_parameter(*fields: str) -> Any:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
@@ -66,9 +68,19 @@ class TokenRefreshApi(TokenRefreshView):
     pass
 
 
+@csrf_exempt
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     return problem_response(request, status_code=404, code="not_found", detail="There is no API route at this path.")
 
 
 def api_server_error(request: Request) -> JsonResponse:
     return problem_response(request, status_code=500, code="server_error", detail="The server failed; it is logged.")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF refusals under /api/ as problems; the usual page elsewhere."""
+    if request.path.startswith("/api/"):
+        return problem_response(
+            request, status_code=403, code="csrf", detail=f"CSRF check failed: {reason or 'no token'}."
+        )
+    return django_csrf_failure(request, reason=reason)

@@ -50,6 +50,7 @@ BASE_URL_SCHEME, BASE_URL_HOST, BASE_URL_ORIGIN = parse_base_url("BASE_URL", BAS
 BASE_URL = BASE_URL_ORIGIN
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [BASE_URL_HOST, "127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = [BASE_URL_ORIGIN]
+CSRF_FAILURE_VIEW = "api.views.csrf_failure"
 
 # HTTPS-only settings follow the scheme of BASE_URL, so a production configuration served
 # over plain HTTP on 127.0.0.1 still works for local checks.

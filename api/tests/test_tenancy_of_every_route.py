@@ -1,0 +1,151 @@
+"""Tenancy, route by route: a caller of organization Bravo reaches nothing of organization Alpha.
+
+The routes come from the URL configuration. Every route must have an entry in ROUTES, which
+says how Alpha's ids can be smuggled into a request body or query of that route; a new route
+without an entry fails `test_every_api_route_has_an_entry`. For each operation:
+- with Alpha's ids in the path, Bravo's owner (JWT) and Bravo's write key get 404;
+- with Bravo's own ids in the path but Alpha's ids in the body or query, they get 404 too;
+- lists answer Bravo's rows only;
+and in every case Alpha's data is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from api.tests.api_world import ApiWorld, build_api_world
+from api.tests.clients import key_client, user_client
+from api.tests.routes import Operation, api_operations
+from organizations.models import ApiKey, Organization
+
+Ids = dict[str, int]
+
+
+@dataclass(frozen=True)
+class Walk:
+    # method -> request body made with the OTHER organization's ids (sent on the caller's own path)
+    body: dict[str, Callable[[Ids], dict[str, Any]]] = field(default_factory=dict)
+    # method -> query parameters made with the other organization's ids
+    query: dict[str, Callable[[Ids], dict[str, Any]]] = field(default_factory=dict)
+    multipart: bool = False
+
+
+ROUTES: dict[str, Walk] = {
+    "api:tag-collection": Walk(),
+    "api:tag-item": Walk(),
+}
+
+OPERATIONS = api_operations()
+
+
+def _ids(operation: Operation) -> str:
+    return operation.label
+
+
+@pytest.fixture
+def alpha(db: None) -> ApiWorld:
+    return build_api_world("alpha")
+
+
+@pytest.fixture
+def bravo(db: None) -> ApiWorld:
+    return build_api_world("bravo")
+
+
+def organization_fingerprint(organization: Organization) -> str:
+    """A digest of every row of the organization (and of its contacts' lists and tags)."""
+    digest = hashlib.sha256()
+    for model in sorted(apps.get_models(), key=lambda model: model._meta.label):
+        if not any(field.name == "organization" for field in model._meta.fields):
+            continue
+        # When a key was last used is a hint that every authenticated call may move.
+        rows = model.objects.filter(organization=organization).order_by("pk").values()
+        rows = [{name: value for name, value in row.items() if name != "last_used_at"} for row in rows]
+        digest.update(f"{model._meta.label}:{list(rows)!r}".encode())
+    contacts = apps.get_model("subscribers", "Contact").objects.filter(organization=organization)
+    for contact in contacts.order_by("pk").prefetch_related("lists", "tags"):
+        digest.update(
+            f"{contact.pk}:{sorted(item.pk for item in contact.lists.all())}:{sorted(item.pk for item in contact.tags.all())}".encode()
+        )
+    digest.update(repr(Organization.objects.filter(pk=organization.pk).values().first()).encode())
+    return digest.hexdigest()
+
+
+def _path(operation: Operation, ids: Ids) -> str:
+    return reverse(operation.name, kwargs={name: ids[name] for name in operation.parameters})
+
+
+def _send(client: APIClient, operation: Operation, path: str, body: dict | None, query: dict | None) -> Any:
+    if query:
+        path = f"{path}?" + "&".join(f"{key}={value}" for key, value in query.items())
+    send = getattr(client, operation.method.lower())
+    if operation.method == "GET":
+        return send(path)
+    walk = ROUTES.get(operation.name, Walk())
+    return send(path, body or {}, format="multipart" if walk.multipart else "json")
+
+
+def _bravo_clients(bravo: ApiWorld) -> list[tuple[str, APIClient]]:
+    return [
+        ("owner", user_client(bravo.owner, bravo.organization)),
+        ("write key", key_client(bravo.organization, ApiKey.Scope.WRITE)),
+    ]
+
+
+def test_every_api_route_has_an_entry() -> None:
+    names = {operation.name for operation in OPERATIONS}
+    assert not [name for name in names if name.startswith("<unnamed")], "name every API route"
+    assert sorted(names - set(ROUTES)) == [], "add these routes to ROUTES in this file"
+    assert sorted(set(ROUTES) - names) == [], "these ROUTES entries name no route any more"
+
+
+@pytest.mark.parametrize("operation", [op for op in OPERATIONS if op.parameters], ids=_ids)
+def test_the_other_organizations_ids_in_the_path_answer_404(operation: Operation, alpha: ApiWorld, bravo: ApiWorld):
+    before = organization_fingerprint(alpha.organization)
+    walk = ROUTES.get(operation.name, Walk())
+    for who, client in _bravo_clients(bravo):
+        body = walk.body[operation.method](bravo.ids) if operation.method in walk.body else None
+        query = walk.query[operation.method](bravo.ids) if operation.method in walk.query else None
+        response = _send(client, operation, _path(operation, alpha.ids), body, query)
+        assert response.status_code == 404, f"{who}: {operation.label} answered {response.status_code}"
+        assert "alpha" not in response.content.decode().lower()
+    assert organization_fingerprint(alpha.organization) == before
+
+
+BODY_OPERATIONS = [
+    op
+    for op in OPERATIONS
+    if op.method in ROUTES.get(op.name, Walk()).body or op.method in ROUTES.get(op.name, Walk()).query
+]
+
+
+@pytest.mark.parametrize("operation", BODY_OPERATIONS, ids=_ids)
+def test_the_other_organizations_ids_in_a_body_or_query_answer_404(
+    operation: Operation, alpha: ApiWorld, bravo: ApiWorld
+):
+    before = organization_fingerprint(alpha.organization)
+    walk = ROUTES[operation.name]
+    for who, client in _bravo_clients(bravo):
+        body = walk.body[operation.method](alpha.ids) if operation.method in walk.body else None
+        query = walk.query[operation.method](alpha.ids) if operation.method in walk.query else None
+        response = _send(client, operation, _path(operation, bravo.ids), body, query)
+        assert response.status_code == 404, f"{who}: {operation.label} answered {response.status_code}"
+        assert "alpha" not in response.content.decode().lower()
+    assert organization_fingerprint(alpha.organization) == before
+
+
+@pytest.mark.parametrize("operation", [op for op in OPERATIONS if op.method == "GET"], ids=_ids)
+def test_reads_show_nothing_of_the_other_organization(operation: Operation, alpha: ApiWorld, bravo: ApiWorld):
+    for who, client in _bravo_clients(bravo):
+        response = _send(client, operation, _path(operation, bravo.ids), None, None)
+        assert response.status_code in (200, 404), f"{who}: {operation.label} answered {response.status_code}"
+        text = response.content.decode().lower()
+        assert "alpha" not in text, f"{who}: {operation.label} shows alpha's data"
