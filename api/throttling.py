@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from emailseq.http import client_ip
@@ -14,6 +15,12 @@ class CallerRateThrottle(SimpleRateThrottle):
 
     Over budget, DRF answers 429 with Retry-After (as a problem, see problems.py).
     """
+
+    @property
+    def THROTTLE_RATES(self) -> dict[str, str | None]:
+        # DRF copies the rates into the class when it is defined; read them per request instead,
+        # so that changed settings apply (the name in capitals is the one DRF reads).
+        return api_settings.DEFAULT_THROTTLE_RATES
 
     def __init__(self) -> None:
         # The scope (and so the rate) depends on who calls: chosen per request.

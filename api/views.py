@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.helpers import get_cool_off
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -58,9 +59,25 @@ class OrganizationApiView(APIView):
         return access
 
 
+class LoginLockedOut(exceptions.Throttled):
+    default_code = "locked_out"
+
+
 @extend_schema(tags=["auth"], summary="Obtain a JWT pair with a username and password")
 class TokenObtainApi(TokenObtainPairView):
-    pass
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.AuthenticationFailed:
+            # django-axes flags the request (DRF's, which its middleware never sees) when it
+            # refused a locked-out username and address, even with the right password.
+            if getattr(request, "axes_locked_out", False):
+                cool_off = get_cool_off(request)
+                raise LoginLockedOut(
+                    wait=cool_off.total_seconds() if cool_off else None,
+                    detail="Too many failed logins for this username from this address.",
+                ) from None
+            raise
 
 
 @extend_schema(tags=["auth"], summary="Exchange a refresh token for a new access token")

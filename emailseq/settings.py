@@ -67,7 +67,7 @@ if env_bool("BEHIND_PROXY", False):
 # Exempt from the HTTPS redirect: tracking and unsubscribe (a redirect on a one-click
 # unsubscribe POST breaks RFC 8058; pixels must answer directly) and the health check (load
 # balancers probe over plain HTTP and treat a redirect as down).
-SECURE_REDIRECT_EXEMPT = [r"^t/", r"^u/", r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^t/", r"^u/", r"^healthz$", r"^health$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -158,6 +158,8 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "emailseq",
+            # An unreachable Redis must fail fast (the health check, throttling), not hang.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
         }
     }
     CHANNEL_LAYERS = {
@@ -251,6 +253,8 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": False,
 }
 API_MAX_PAGE_SIZE = 500
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set (open when empty).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 API_BULK_LIMIT = env_int("API_BULK_LIMIT", 10_000, minimum=1)
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24, minimum=1)
 SPECTACULAR_SETTINGS = {
@@ -265,7 +269,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "SequenceStatusEnum": "sequences.models.Sequence.Status",
+        "EnrollmentStatusEnum": "sequences.models.Enrollment.Status",
+        "ContactStatusEnum": "subscribers.models.Contact.Status",
+        "MessageStatusEnum": "delivery.models.Message.Status",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

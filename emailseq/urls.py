@@ -6,7 +6,11 @@ from emailseq import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.health, name="health"),
+    path("health", views.health_checks, name="health-checks"),
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("api.urls")),
     path("", include("delivery.urls")),
 ]
+
+handler500 = "emailseq.views.server_error"

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import secrets
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.http import Http404
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -85,3 +90,137 @@ def api_key_revoke(*, api_key: ApiKey, now: dt.datetime | None = None) -> ApiKey
         api_key.revoked_at = now or timezone.now()
         api_key.save(update_fields=["revoked_at"])
     return api_key
+
+
+@transaction.atomic
+def organization_update(
+    *,
+    organization: Organization,
+    name: str | None = None,
+    slug: str | None = None,
+    postal_address: str | None = None,
+    timezone: str | None = None,
+) -> Organization:
+    changes = {"name": name, "slug": slug, "postal_address": postal_address, "timezone": timezone}
+    changed = [field for field, value in changes.items() if value is not None]
+    if not changed:
+        return organization
+    for field in changed:
+        setattr(organization, field, changes[field])
+    organization.full_clean()
+    try:
+        with transaction.atomic():
+            organization.save(update_fields=changed)
+    except IntegrityError:
+        # Another organization took the slug between the check and the write.
+        raise ValidationError({"slug": "An organization with this slug already exists."}) from None
+    return organization
+
+
+def organization_delete(*, organization: Organization, confirm: str) -> None:
+    """Delete the organization and everything in it, when `confirm` repeats its slug."""
+    if confirm != organization.slug:
+        raise ValidationError({"confirm": f"Repeat the organization's slug ({organization.slug!r}) to delete it."})
+    organization_id = organization.pk
+    with transaction.atomic():
+        organization.delete()
+    # Uploaded import files (subscribers.models.import_upload_path) hold contacts' data and are
+    # not rows: they go too, once the rows are gone for good.
+    _storage_folder_delete(f"imports/{organization_id}")
+
+
+def _storage_folder_delete(folder: str) -> None:
+    if not default_storage.exists(folder):
+        return
+    _, files = default_storage.listdir(folder)
+    for name in files:
+        default_storage.delete(f"{folder}/{name}")
+    with contextlib.suppress(OSError):
+        default_storage.delete(folder)
+
+
+def _conflict(message: str) -> Exception:
+    # Imported here: api.problems loads DRF, whose settings load the API's authentication,
+    # which loads this module.
+    from api.problems import Conflict
+
+    return Conflict(message)
+
+
+def _membership_locked(membership: Membership) -> Membership:
+    # Membership changes of one organization queue on its row, and then read the member afresh:
+    # two admins demoting the last two owners at once must not both see "another owner remains".
+    Organization.objects.select_for_update().filter(pk=membership.organization_id).first()
+    current = Membership.objects.filter(pk=membership.pk).first()
+    if current is None:
+        raise Http404("This member has just been removed.")
+    return current
+
+
+def _owners_besides(membership: Membership) -> int:
+    return (
+        Membership.objects.filter(organization_id=membership.organization_id, role=Membership.Role.OWNER)
+        .exclude(pk=membership.pk)
+        .count()
+    )
+
+
+def _user_by_username_or_email(identifier: str) -> AbstractBaseUser:
+    users = get_user_model().objects.filter(is_active=True)
+    user = users.filter(username=identifier).first()
+    if user is not None:
+        return user
+    by_email = list(users.filter(email__iexact=identifier)[:2])
+    if len(by_email) > 1:
+        raise ValidationError({"user": "Several users have this email address: give the username instead."})
+    if not by_email:
+        raise ValidationError({"user": "There is no user with this username or email address."})
+    return by_email[0]
+
+
+@transaction.atomic
+def membership_add(*, organization: Organization, user: str, role: str, by_owner: bool) -> Membership:
+    """Add an existing user, named by username or email address, to the organization.
+
+    Only an owner (`by_owner`) may make someone an owner.
+    """
+    if role == Membership.Role.OWNER and not by_owner:
+        raise PermissionDenied("Only an owner may make someone an owner.")
+    new_member = _user_by_username_or_email(user.strip())
+    if Membership.objects.filter(organization=organization, user=new_member).exists():
+        raise _conflict(f"{new_member.get_username()} is already a member of this organization.")
+    try:
+        with transaction.atomic():
+            return membership_create(organization=organization, user=new_member, role=role)
+    except IntegrityError:
+        raise _conflict(f"{new_member.get_username()} is already a member of this organization.") from None
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, role: str, by_owner: bool) -> Membership:
+    """Give a member another role. Only an owner (`by_owner`) may grant or take away the owner
+    role, and the last owner keeps it."""
+    membership = _membership_locked(membership)
+    if role == membership.role:
+        return membership
+    if Membership.Role.OWNER in (role, membership.role) and not by_owner:
+        raise PermissionDenied("Only an owner may grant or take away the owner role.")
+    if membership.role == Membership.Role.OWNER and not _owners_besides(membership):
+        raise _conflict("This is the organization's last owner: make someone else an owner first.")
+    membership.role = role
+    membership.full_clean(validate_unique=False, validate_constraints=False)
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, by_owner: bool) -> None:
+    """Take a member out of the organization. Only an owner (`by_owner`) may remove an owner,
+    and never the last one."""
+    membership = _membership_locked(membership)
+    if membership.role == Membership.Role.OWNER:
+        if not by_owner:
+            raise PermissionDenied("Only an owner may remove an owner.")
+        if not _owners_besides(membership):
+            raise _conflict("This is the organization's last owner: make someone else an owner first.")
+    membership.delete()
