@@ -644,3 +644,42 @@ def unsubscribe_by_link(*, target: UnsubscribeTarget, request: TrackedRequest, o
             detail=source,
         )
     return changed
+
+
+def template_send_test(
+    *, template: Any, organization: Any, to: str, contact: Any, sender: Any
+) -> tuple[ComposedMessage, SendResult]:
+    """Send one test email of `template` to `to` now, through the configured route.
+
+    Rendered for `contact` (a delivery.selectors.SampleContact) as real sends are, with the
+    subject prefixed "[Test] ", never tracked, and recorded nowhere: no Message, no event, so a
+    test reaches no contact's history or the analytics. A suppressed address is refused
+    (ValidationError on "to"). Raises RenderError when the template fails and
+    TransportUnavailable when the route is down; the server's refusal comes back as the result.
+    """
+    # Imported here because this module's imports are not this function's to change.
+    from django.core.exceptions import ValidationError
+
+    from delivery.selectors import template_compose
+    from subscribers.addresses import normalize_email
+
+    address = normalize_email(to)
+    if Suppression.objects.filter(organization_id=organization.pk, email_hash=email_hash(address)).exists():
+        raise ValidationError({"to": "This address is suppressed (it unsubscribed, bounced or complained)."})
+    composed = template_compose(
+        template=template,
+        organization=organization,
+        contact=contact,
+        sender=sender,
+        to=address,
+        subject_prefix="[Test] ",
+    )
+    with open_transport() as transport:
+        try:
+            result = transport.send(composed, organization_id=organization.pk)
+        except TransportUnavailable:
+            raise
+        except Exception as error:  # a provider's own error type: report it, as a send would
+            logger.exception("test email of template %s could not be handed to the route", template.pk)
+            result = SendResult(Outcome.TRANSIENT, f"send failed: {error}")
+    return composed, result

@@ -5,10 +5,15 @@ Condition of a condition step, one of:
     {"type": "clicked",  "step": <email step id> | null}
     {"type": "has_tag",  "tag": <tag id>}
     {"type": "property", "key": "plan", "operator": "equals", "value": "pro"}
+    {"type": "event",    "name": "purchased", "within_days": 7}
+        true when the contact has a custom event of that name (reported through the events API)
+        since its enrollment began, or, with the optional "within_days", in the last N days
+        (whether or not before the enrollment). Events dated in the future do not count yet.
 
 Goal of a sequence, one of:
     {"type": "has_tag",  "tag": <tag id>}
     {"type": "property", "key": ..., "operator": ..., "value": ...}
+    {"type": "event",    "name": "purchased"}   reached by such an event dated after enrollment
 
 Opens and clicks flagged as automated (scanners, privacy proxies) never satisfy a condition.
 """
@@ -29,8 +34,10 @@ OPERATORS = (
     "is_set",
     "is_not_set",
 )
-CONDITION_TYPES = ("opened", "clicked", "has_tag", "property")
-GOAL_TYPES = ("has_tag", "property")
+CONDITION_TYPES = ("opened", "clicked", "has_tag", "property", "event")
+GOAL_TYPES = ("has_tag", "property", "event")
+EVENT_NAME_MAX_LENGTH = 200
+WITHIN_DAYS_MAX = 3660
 
 
 def _require_int(config: dict[str, Any], key: str, *, nullable: bool) -> None:
@@ -50,6 +57,21 @@ def _validate_property(config: dict[str, Any]) -> None:
         raise ValidationError(f"The operator {config['operator']!r} needs a 'value'.")
 
 
+def _validate_event(config: dict[str, Any], *, window: bool) -> None:
+    name = config.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > EVENT_NAME_MAX_LENGTH or "\x00" in name:
+        raise ValidationError(f"An event needs a 'name' of 1 to {EVENT_NAME_MAX_LENGTH} characters.")
+    if name != name.strip():
+        raise ValidationError("An event 'name' has no leading or trailing spaces (events are matched exactly).")
+    within_days = config.get("within_days")
+    if within_days is None:
+        return
+    if not window:
+        raise ValidationError("An event goal counts events since the enrollment began: it takes no 'within_days'.")
+    if not isinstance(within_days, int) or isinstance(within_days, bool) or not 1 <= within_days <= WITHIN_DAYS_MAX:
+        raise ValidationError(f"'within_days' must be a whole number of days from 1 to {WITHIN_DAYS_MAX}.")
+
+
 def validate_condition(config: Any) -> None:
     if not isinstance(config, dict) or config.get("type") not in CONDITION_TYPES:
         raise ValidationError(f"A condition is an object whose 'type' is one of {', '.join(CONDITION_TYPES)}.")
@@ -58,6 +80,8 @@ def validate_condition(config: Any) -> None:
         _require_int(config, "step", nullable=True)
     elif kind == "has_tag":
         _require_int(config, "tag", nullable=False)
+    elif kind == "event":
+        _validate_event(config, window=True)
     else:
         _validate_property(config)
 
@@ -69,6 +93,8 @@ def validate_goal(config: Any) -> None:
         raise ValidationError(f"A goal is an object whose 'type' is one of {', '.join(GOAL_TYPES)}.")
     if config["type"] == "has_tag":
         _require_int(config, "tag", nullable=False)
+    elif config["type"] == "event":
+        _validate_event(config, window=False)
     else:
         _validate_property(config)
 

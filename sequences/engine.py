@@ -27,8 +27,8 @@ from delivery.models import Event
 from sequences.conditions import property_matches
 from sequences.models import Enrollment, Sequence, Step
 from sequences.schedule import next_time_of_day, window_opening, zone
-from sequences.services import goal_reached
-from subscribers.models import Contact
+from sequences.services import events_since_enrollment, goal_reached
+from subscribers.models import Contact, ContactEvent
 
 logger = logging.getLogger(__name__)
 
@@ -191,10 +191,14 @@ class _Batch:
         if with_goal:
             self._load_contacts(with_goal)
             tags = _tags_of({row.contact_id for row in with_goal})
+            events = _event_goals_met(with_goal, self.plans, self.now)
             for row in with_goal:
                 _status, _tz, properties = self.contacts[row.contact_id]
                 if goal_reached(
-                    self.plans[row.sequence_id].goal, properties=properties, tag_ids=tags.get(row.contact_id, set())
+                    self.plans[row.sequence_id].goal,
+                    properties=properties,
+                    tag_ids=tags.get(row.contact_id, set()),
+                    event_names=events.get(row.enrollment_id, set()),
                 ):
                     reached.add(row.enrollment_id)
         pending = []
@@ -281,6 +285,21 @@ class _Batch:
         if kind == "has_tag":
             tags = _tags_of({row.contact_id for row in rows})
             return {row.enrollment_id for row in rows if condition["tag"] in tags.get(row.contact_id, set())}
+        if kind == "event":
+            since: Any = OuterRef("enrolled_at")
+            if condition.get("within_days"):
+                since = self.now - dt.timedelta(days=condition["within_days"])
+            events = ContactEvent.objects.filter(
+                contact_id=OuterRef("contact_id"),
+                name=condition["name"],
+                occurred_at__gte=since,
+                occurred_at__lte=self.now,
+            )
+            return set(
+                Enrollment.objects.filter(id__in=[row.enrollment_id for row in rows])
+                .filter(Exists(events))
+                .values_list("id", flat=True)
+            )
         self._load_contacts(rows)
         return {row.enrollment_id for row in rows if property_matches(self.contacts[row.contact_id][2], condition)}
 
@@ -337,6 +356,18 @@ class _Batch:
                 report.parked += len(ids)
             Enrollment.objects.filter(id__in=ids).update(**values)
         return report
+
+
+def _event_goals_met(rows: list[_Row], plans: dict[int, _SequencePlan], now: dt.datetime) -> dict[int, set[str]]:
+    """For rows whose goal is an event: enrollment id -> names of goal events since it began."""
+    with_event_goal = [row for row in rows if plans[row.sequence_id].goal["type"] == "event"]
+    if not with_event_goal:
+        return {}
+    return events_since_enrollment(
+        enrollment_ids=[row.enrollment_id for row in with_event_goal],
+        names={plans[row.sequence_id].goal["name"] for row in with_event_goal},
+        now=now,
+    )
 
 
 def _tags_of(contact_ids: set[int]) -> dict[int, set[int]]:

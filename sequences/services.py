@@ -16,6 +16,7 @@ Editing a live sequence (documented for marketers in README.md):
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
 from delivery.models import Message
 from sequences.conditions import property_matches
-from sequences.models import EmailTemplate, Enrollment, Sequence, Step
+from sequences.models import EmailTemplate, Enrollment, Sequence, Step, all_weekdays
 from subscribers.addresses import email_hash
 from subscribers.models import Contact, Suppression
 
@@ -37,6 +38,29 @@ if TYPE_CHECKING:
 
 # Shifting positions goes through this offset so no two steps share a position mid-update.
 POSITION_SHIFT = 1_000_000
+ENROLLMENT_CHUNK = 5_000
+
+
+class StateConflict(ValidationError):
+    """The operation clashes with the current state of a row (pausing a draft, deleting an active
+    sequence, a template still in use): interfaces answer it as a conflict, not as bad input."""
+
+
+def _name_taken(what: str) -> ValidationError:
+    return ValidationError({"name": f"A {what} with this name already exists."})
+
+
+def _save_named(row: EmailTemplate | Sequence, what: str, **save: Any) -> None:
+    """Save a row whose name is unique in its organization (callers full_clean it without the
+    constraints): a name taken, even by a concurrent request, is an error on "name"."""
+    try:
+        with transaction.atomic():
+            row.save(**save)
+    except IntegrityError:
+        others = type(row).objects.filter(organization_id=row.organization_id, name=row.name).exclude(pk=row.pk)
+        if others.exists():
+            raise _name_taken(what) from None
+        raise
 
 
 # Templates -----------------------------------------------------------------------------------
@@ -48,8 +72,8 @@ def template_create(
     template = EmailTemplate(
         organization=organization, name=name, subject=subject, html_body=html_body, text_body=text_body
     )
-    template.full_clean()
-    template.save()
+    template.full_clean(validate_constraints=False)
+    _save_named(template, "template")
     return template
 
 
@@ -59,19 +83,86 @@ def template_update(*, template: EmailTemplate, **fields: Any) -> EmailTemplate:
             setattr(template, name, fields.pop(name))
     if fields:
         raise TypeError(f"unknown template fields: {', '.join(fields)}")
-    template.full_clean()
-    template.save()
+    template.full_clean(validate_constraints=False)
+    _save_named(template, "template")
     return template
+
+
+@transaction.atomic
+def template_delete(*, template: EmailTemplate) -> None:
+    """Delete a template no step uses (a step's template is RESTRICTed in the database too)."""
+    users = list(
+        Step.objects.filter(template=template).order_by("sequence__name").values_list("sequence__name", flat=True)
+    )
+    if users:
+        names = ", ".join(dict.fromkeys(users))
+        raise StateConflict(f"This template is used by steps of: {names}. Change or remove those steps first.")
+    template.delete()
 
 
 # Sequences -----------------------------------------------------------------------------------
 
 
-def sequence_create(*, organization: Organization, name: str, from_email: str, **fields: Any) -> Sequence:
+SEQUENCE_SETTINGS = (
+    "name",
+    "description",
+    "from_name",
+    "from_email",
+    "reply_to",
+    "send_days",
+    "send_start_hour",
+    "send_end_hour",
+    "reentry_policy",
+    "track_opens",
+    "track_clicks",
+    "goal",
+)
+
+
+@transaction.atomic
+def sequence_create(
+    *, organization: Organization, name: str, from_email: str, steps: Iterable[StepSpec] = (), **fields: Any
+) -> Sequence:
+    """Create a draft sequence, with its steps when given (see steps_replace)."""
     sequence = Sequence(organization=organization, name=name, from_email=from_email, **fields)
-    sequence.full_clean()
-    sequence.save()
+    sequence.full_clean(validate_constraints=False)
+    _save_named(sequence, "sequence")
+    steps = list(steps)
+    if steps:
+        steps_replace(sequence=sequence, steps=steps)
     return sequence
+
+
+@transaction.atomic
+def sequence_update(*, sequence: Sequence, steps: Iterable[StepSpec] | None = None, **fields: Any) -> Sequence:
+    """Change a sequence's settings (any of SEQUENCE_SETTINGS); with `steps`, replace its steps
+    too, in the same transaction. The status only changes through activate, pause and archive."""
+    unknown = set(fields) - set(SEQUENCE_SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown sequence settings: {', '.join(sorted(unknown))}")
+    locked = Sequence.objects.select_for_update(no_key=True).get(pk=sequence.pk)
+    sequence.status = locked.status
+    for name, value in fields.items():
+        setattr(sequence, name, value)
+    sequence.full_clean(validate_constraints=False)
+    sequence.updated_at = timezone.now()
+    _save_named(sequence, "sequence", update_fields=[*fields, "updated_at"])
+    if steps is not None:
+        steps_replace(sequence=sequence, steps=list(steps))
+    return sequence
+
+
+@transaction.atomic
+def sequence_delete(*, sequence: Sequence) -> None:
+    """Delete a sequence that is not active, with its steps, enrollments and messages.
+
+    An active sequence is refused: it may be sending this very moment. Pause or archive it
+    first (archiving keeps its history; deleting does not).
+    """
+    locked = Sequence.objects.select_for_update().get(pk=sequence.pk)
+    if locked.status == Sequence.Status.ACTIVE:
+        raise StateConflict("An active sequence cannot be deleted: pause or archive it first.")
+    locked.delete()
 
 
 def _activation_problems(sequence: Sequence) -> list[str]:
@@ -96,7 +187,7 @@ def sequence_activate(*, sequence: Sequence) -> Sequence:
         sequence.status = locked.status
         return sequence
     if locked.status == Sequence.Status.ARCHIVED:
-        raise ValidationError("An archived sequence cannot be activated again.")
+        raise StateConflict("An archived sequence cannot be activated again.")
     problems = _activation_problems(locked)
     if problems:
         raise ValidationError(problems)
@@ -133,7 +224,7 @@ def sequence_pause(*, sequence: Sequence) -> Sequence:
     """
     locked = Sequence.objects.select_for_update(no_key=True).get(pk=sequence.pk)
     if locked.status != Sequence.Status.ACTIVE:
-        raise ValidationError(f"Only an active sequence can be paused; this one is {locked.status}.")
+        raise StateConflict(f"Only an active sequence can be paused; this one is {locked.status}.")
     _set_status(sequence, Sequence.Status.PAUSED)
     Message.objects.filter(sequence=sequence, status=Message.Status.QUEUED).update(next_attempt_at=None)
     return sequence
@@ -197,6 +288,125 @@ def step_delete(*, step: Step) -> None:
     # deleted step around.
     Enrollment.objects.filter(current_step=step).exclude(status=Enrollment.Status.ACTIVE).update(current_step=None)
     step.delete()
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step as a whole-sequence edit describes it (steps_replace).
+
+    `id` names an existing step of the sequence to keep (None: a new step). `yes_step`,
+    `no_step` and the `step` of an opened/clicked condition are positions (1-based) in the list
+    of specs, since the steps they name may not exist yet.
+    """
+
+    kind: str
+    id: int | None = None
+    name: str = ""
+    template: EmailTemplate | None = None
+    delay: dt.timedelta | None = None
+    wait_until_time: dt.time | None = None
+    wait_until_days: list[int] = field(default_factory=all_weekdays)
+    condition: dict[str, Any] | None = None
+    yes_step: int | None = None
+    no_step: int | None = None
+
+
+# Model field names that the API spells differently.
+_SPEC_FIELD_NAMES = {"template": "template_id"}
+
+
+def _step_errors(index: int, error: ValidationError) -> ValidationError:
+    """`error` of the step at `index`, keyed by its place in the list: steps.<index>.<field>."""
+    prefix = f"steps.{index}"
+    if not hasattr(error, "error_dict"):
+        return ValidationError({prefix: error.messages})
+    return ValidationError(
+        {
+            prefix if name == "__all__" else f"{prefix}.{_SPEC_FIELD_NAMES.get(name, name)}": messages
+            for name, messages in error.message_dict.items()
+        }
+    )
+
+
+def _condition_with_step_id(spec: StepSpec, index: int, specs: list[StepSpec], saved: list[Step]) -> Any:
+    condition = spec.condition
+    if not isinstance(condition, dict) or condition.get("type") not in ("opened", "clicked"):
+        return condition
+    target = condition.get("step")
+    if target is None:
+        return condition
+    if (
+        not isinstance(target, int)
+        or isinstance(target, bool)
+        or not 1 <= target <= index
+        or specs[target - 1].kind != Step.Kind.EMAIL
+    ):
+        raise ValidationError(
+            {f"steps.{index}.condition": "'step' must be the position (from 1) of an earlier email step."}
+        )
+    return {**condition, "step": saved[target - 1].pk}
+
+
+@transaction.atomic
+def steps_replace(*, sequence: Sequence, steps: list[StepSpec]) -> list[Step]:
+    """Make the sequence's steps exactly `steps`, in that order.
+
+    Steps named by id are updated in place, so contacts on them stay where they are; steps
+    without an id are created; existing steps left out are removed through step_delete, which
+    moves the contacts waiting on them to the step that followed (in the old order). Editing a
+    live sequence otherwise behaves as the module docstring says. Raises ValidationError keyed
+    steps.<index>.<field> for the first step that is not valid, and changes nothing then.
+    """
+    Sequence.objects.select_for_update(no_key=True).filter(pk=sequence.pk).first()
+    existing = {step.pk: step for step in sequence.steps.order_by("position")}
+    kept: set[int] = set()
+    for index, spec in enumerate(steps):
+        if spec.id is not None and (spec.id not in existing or spec.id in kept):
+            problem = "appears twice" if spec.id in kept else "is not a step of this sequence"
+            raise ValidationError({f"steps.{index}.id": f"Step {spec.id} {problem}."})
+        if spec.id is not None:
+            kept.add(spec.id)
+        if spec.template is not None and spec.template.organization_id != sequence.organization_id:
+            raise ValidationError({f"steps.{index}.template_id": "The template belongs to another organization."})
+    for step_id, step in existing.items():
+        if step_id not in kept:
+            step_delete(step=step)
+    # Kept steps make way first: their final positions may be taken by each other.
+    sequence.steps.update(position=F("position") + POSITION_SHIFT)
+    saved: list[Step] = []
+    for index, spec in enumerate(steps):
+        step = existing[spec.id] if spec.id is not None else Step(organization_id=sequence.organization_id)
+        step.sequence = sequence
+        step.position = index + 1
+        step.kind = spec.kind
+        step.name = spec.name
+        step.template = spec.template
+        step.delay = spec.delay
+        step.wait_until_time = spec.wait_until_time
+        step.wait_until_days = spec.wait_until_days
+        step.condition = _condition_with_step_id(spec, index, steps, saved)
+        # Branches lead to later steps, which may not exist yet: set once all are saved.
+        step.yes_step = step.no_step = None
+        try:
+            step.full_clean()
+        except ValidationError as error:
+            raise _step_errors(index, error) from None
+        step.save()
+        saved.append(step)
+    for index, (spec, step) in enumerate(zip(steps, saved, strict=True)):
+        if spec.yes_step is None and spec.no_step is None:
+            continue
+        for name in ("yes_step", "no_step"):
+            target = getattr(spec, name)
+            if target is not None and not 1 <= target <= len(saved):
+                raise ValidationError({f"steps.{index}.{name}": f"There is no step at position {target}."})
+            setattr(step, name, saved[target - 1] if target is not None else None)
+        try:
+            step.full_clean()
+        except ValidationError as error:
+            raise _step_errors(index, error) from None
+        step.save(update_fields=["yes_step", "no_step"])
+    return saved
 
 
 # Enrollments ---------------------------------------------------------------------------------
@@ -287,23 +497,34 @@ def enrollments_create(
     now = now or timezone.now()
     refusal = _sequence_refusal(sequence)
     if refusal:
-        raise ValidationError(refusal)
+        raise StateConflict(refusal)
     first_step = sequence.steps.order_by("position").first()
     report = EnrollmentReport()
-    rows = [
-        Enrollment(
-            organization_id=sequence.organization_id,
-            sequence=sequence,
-            contact=contact,
-            current_step=first_step,
-            next_run_at=now if sequence.status == Sequence.Status.ACTIVE else None,
-            enrolled_at=now,
-        )
-        for contact in _eligible(sequence, contacts, report)
-    ]
+    if isinstance(contacts, QuerySet):
+        contacts = contacts.iterator(chunk_size=ENROLLMENT_CHUNK)
+    contacts = iter(contacts)
+    # In chunks: the eligibility checks look contacts up with IN (...), whose size databases
+    # cap (SQLite at 32,766 values), and a whole list of contacts need not sit in memory.
+    while chunk := list(itertools.islice(contacts, ENROLLMENT_CHUNK)):
+        rows = [
+            Enrollment(
+                organization_id=sequence.organization_id,
+                sequence=sequence,
+                contact=contact,
+                current_step=first_step,
+                next_run_at=now if sequence.status == Sequence.Status.ACTIVE else None,
+                enrolled_at=now,
+            )
+            for contact in _eligible(sequence, chunk, report)
+        ]
+        _enrollments_insert(rows, report)
+    return report
+
+
+def _enrollments_insert(rows: list[Enrollment], report: EnrollmentReport) -> None:
     try:
         with transaction.atomic():
-            report.enrolled = Enrollment.objects.bulk_create(rows, batch_size=1000)
+            report.enrolled += Enrollment.objects.bulk_create(rows, batch_size=1000)
     except IntegrityError:
         # Someone enrolled some of these contacts at the same moment: go one by one.
         for row in rows:
@@ -314,7 +535,6 @@ def enrollments_create(
             except IntegrityError:
                 row.pk = None
                 report.skipped[SkipReason.ALREADY_ENROLLED] += 1
-    return report
 
 
 def enrollment_create(*, sequence: Sequence, contact: Contact, now: dt.datetime | None = None) -> Enrollment:
@@ -366,30 +586,123 @@ def enrollments_fail(*, enrollment_ids: Iterable[int], reason: str) -> int:
 # Goals ---------------------------------------------------------------------------------------
 
 
-def goal_reached(goal: dict[str, Any], *, properties: dict[str, Any], tag_ids: set[int]) -> bool:
+def goal_reached(
+    goal: dict[str, Any], *, properties: dict[str, Any], tag_ids: set[int], event_names: Iterable[str] = ()
+) -> bool:
+    """Whether a contact meets a sequence goal; `event_names` are the names of the custom events
+    the contact has had since the enrollment began (only event goals look at them)."""
     if goal["type"] == "has_tag":
         return goal["tag"] in tag_ids
+    if goal["type"] == "event":
+        return goal["name"] in event_names
     return property_matches(properties, goal)
 
 
 def goals_check_for_contact(*, contact: Contact) -> int:
     """Exit the contact from every sequence whose goal it now meets. Returns how many."""
-    enrollments = list(
-        Enrollment.objects.filter(contact_id=contact.pk, status=Enrollment.Status.ACTIVE)
-        .filter(sequence__goal__isnull=False)
-        .select_related("sequence")
-    )
-    if not enrollments:
-        return 0
-    tag_ids = set(contact.tags.values_list("id", flat=True))
-    reached = [
-        enrollment.pk
-        for enrollment in enrollments
-        if enrollment.sequence.goal
-        and goal_reached(enrollment.sequence.goal, properties=contact.properties, tag_ids=tag_ids)
-    ]
+    return goals_check_for_contacts(contact_ids=[contact.pk])
+
+
+def _exit_goal_reached(enrollment_ids: list[int]) -> int:
     return _end_enrollments(
-        Enrollment.objects.filter(id__in=reached),
+        Enrollment.objects.filter(id__in=enrollment_ids),
         status=Enrollment.Status.EXITED,
         reason=Enrollment.ExitReason.GOAL_REACHED,
     )
+
+
+def goals_check_for_contacts(*, contact_ids: Iterable[int], now: dt.datetime | None = None) -> int:
+    """goals_check_for_contact for many contacts at once, in a few queries whatever their number."""
+    now = now or timezone.now()
+    enrollments = list(
+        Enrollment.objects.filter(contact_id__in=list(contact_ids), status=Enrollment.Status.ACTIVE)
+        .filter(sequence__goal__isnull=False)
+        .values_list("id", "contact_id", "enrolled_at", "sequence__goal")
+    )
+    if not enrollments:
+        return 0
+    concerned = {contact_id for _, contact_id, _, _ in enrollments}
+    goal_types = {goal["type"] for *_, goal in enrollments}
+    properties = dict(Contact.objects.filter(id__in=concerned).values_list("id", "properties"))
+    tags: dict[int, set[int]] = {}
+    if "has_tag" in goal_types:
+        for contact_id, tag_id in Contact.tags.through.objects.filter(contact_id__in=concerned).values_list(
+            "contact_id", "tag_id"
+        ):
+            tags.setdefault(contact_id, set()).add(tag_id)
+    events_met: dict[int, set[str]] = {}
+    if "event" in goal_types:
+        events_met = events_since_enrollment(
+            enrollment_ids=[enrollment_id for enrollment_id, *_, goal in enrollments if goal["type"] == "event"],
+            names={goal["name"] for *_, goal in enrollments if goal["type"] == "event"},
+            now=now,
+        )
+    reached = [
+        enrollment_id
+        for enrollment_id, contact_id, _, goal in enrollments
+        if goal_reached(
+            goal,
+            properties=properties.get(contact_id) or {},
+            tag_ids=tags.get(contact_id, set()),
+            event_names=events_met.get(enrollment_id, ()),
+        )
+    ]
+    return _exit_goal_reached(reached) if reached else 0
+
+
+def events_since_enrollment(*, enrollment_ids: list[int], names: set[str], now: dt.datetime) -> dict[int, set[str]]:
+    """Enrollment id -> which of these custom events its contact has had since it began (until now)."""
+    found: dict[int, set[str]] = {}
+    # One filter() call: the name and the time apply to the same event row.
+    for enrollment_id, name in (
+        Enrollment.objects.filter(
+            id__in=enrollment_ids,
+            contact__custom_events__name__in=names,
+            contact__custom_events__occurred_at__gte=F("enrolled_at"),
+            contact__custom_events__occurred_at__lte=now,
+        )
+        .values_list("id", "contact__custom_events__name")
+        .distinct()
+    ):
+        found.setdefault(enrollment_id, set()).add(name)
+    return found
+
+
+NEVER = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def goals_check_for_events(
+    *, organization_id: int, events: Iterable[tuple[int, str, dt.datetime]], now: dt.datetime | None = None
+) -> int:
+    """Exit the contacts whose new custom events (contact id, name, occurred at) meet the event
+    goal of a sequence they are in: an event dated after the enrollment began.
+
+    Only sequences whose goal names one of these events are looked at, so ingesting events no
+    goal mentions costs one small query.
+    """
+    now = now or timezone.now()
+    latest: dict[tuple[int, str], dt.datetime] = {}
+    for contact_id, name, occurred_at in events:
+        if occurred_at <= now:
+            latest[(contact_id, name)] = max(occurred_at, latest.get((contact_id, name), occurred_at))
+    if not latest:
+        return 0
+    goal_names = {
+        sequence_id: goal["name"]
+        for sequence_id, goal in Sequence.objects.filter(
+            organization_id=organization_id, goal__type="event", goal__name__in={name for _, name in latest}
+        ).values_list("id", "goal")
+    }
+    if not goal_names:
+        return 0
+    enrollments = Enrollment.objects.filter(
+        sequence_id__in=list(goal_names),
+        status=Enrollment.Status.ACTIVE,
+        contact_id__in=list({contact_id for contact_id, _ in latest}),
+    ).values_list("id", "sequence_id", "contact_id", "enrolled_at")
+    reached = [
+        enrollment_id
+        for enrollment_id, sequence_id, contact_id, enrolled_at in enrollments
+        if latest.get((contact_id, goal_names[sequence_id]), NEVER) >= enrolled_at
+    ]
+    return _exit_goal_reached(reached) if reached else 0
