@@ -41,6 +41,10 @@ def _check_json(value: Any, depth: int = 0) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise serializers.ValidationError("Text may not contain NUL characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise serializers.ValidationError("Text must be valid Unicode (no lone surrogates).") from None
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_json(key, depth + 1)

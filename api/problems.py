@@ -32,6 +32,7 @@ TITLES = {
     422: "Unprocessable request",
     429: "Too many requests",
     500: "Server error",
+    502: "Bad gateway",
     503: "Service unavailable",
 }
 

@@ -51,6 +51,13 @@ class ProblemAwareAutoSchema(AutoSchema):
         self.registry.register_on_missing(component)
         return component.ref
 
+    def get_description(self) -> str:
+        # The base view's docstring is for developers, not for the people reading the API docs.
+        view_doc = self.view.__class__.__dict__.get("__doc__")
+        if not view_doc and not getattr(getattr(self.view, self.method.lower(), None), "__doc__", None):
+            return ""
+        return super().get_description()
+
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if not self._is_api_operation():
