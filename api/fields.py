@@ -85,3 +85,14 @@ def check_json(value: Any) -> Any:
     """Validate a free-form JSON value as JSONObjectField would (for values that are not objects)."""
     _check_json(value)
     return value
+
+
+def jsonb_safe(value: Any) -> Any:
+    """`value` with every string made storable in jsonb: NUL and lone surrogates replaced."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {jsonb_safe(key): jsonb_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [jsonb_safe(item) for item in value]
+    return value

@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.authentication import caller_identity
+from api.fields import jsonb_safe
 from api.models import IdempotencyRecord
 from api.permissions import resolve_caller
 from api.problems import Unprocessable
@@ -96,7 +97,9 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
                     transaction.set_rollback(True)
                     return response
                 record.status_code = response.status_code
-                record.response_body = json.loads(JSONRenderer().render(response.data) or b"null")
+                # An answer may echo what the client sent (a rejected row's address), which
+                # jsonb cannot hold when it carries NUL or lone surrogates.
+                record.response_body = jsonb_safe(json.loads(JSONRenderer().render(response.data) or b"null"))
                 record.response_headers = {name: response[name] for name in KEPT_HEADERS if response.has_header(name)}
                 record.save(update_fields=["status_code", "response_body", "response_headers"])
                 return response

@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from api.authentication import caller_identity
-from api.fields import MAX_ID, IdField, JSONObjectField, check_json
+from api.fields import MAX_ID, IdField, JSONObjectField, check_json, jsonb_safe
 from api.idempotency import idempotent
 from api.pagination import CursorPage
 from api.schema import ordering_parameter
@@ -372,7 +372,8 @@ class ContactBulkApi(OrganizationApiView):
         counts = dict.fromkeys(("created", "updated", "unchanged", "rejected"), 0)
         for result in results:
             counts[result.result] += 1
-        return Response(BulkUpsertOutput({**counts, "results": results}).data)
+        # Rejected rows echo what was sent, which may hold NUL or lone surrogates: not JSON-able.
+        return Response(jsonb_safe(BulkUpsertOutput({**counts, "results": results}).data))
 
 
 # A contact's memberships ----------------------------------------------------------------------

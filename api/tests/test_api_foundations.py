@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -208,3 +210,15 @@ def test_the_schema_and_the_interactive_docs_are_served_without_outside_assets()
     docs = APIClient().get("/api/docs/")
     assert docs.status_code == 200
     assert "cdn." not in docs.content.decode()
+
+
+def test_an_answer_echoing_nul_or_lone_surrogates_is_still_kept_for_replay():
+    client = key_client(OrganizationFactory())
+    # Escaped on the wire, as a JSON client sends them.
+    rows = json.dumps({"contacts": [{"email": "bad\u0000one"}, {"email": "\ud800x"}, {"email": "good@example.com"}]})
+    first = client.post("/api/v1/contacts/bulk/", rows, content_type="application/json", HTTP_IDEMPOTENCY_KEY="bulk-1")
+    assert first.status_code in (200, 201)
+    assert [row["result"] for row in first.json()["results"]] == ["rejected", "rejected", "created"]
+    again = client.post("/api/v1/contacts/bulk/", rows, content_type="application/json", HTTP_IDEMPOTENCY_KEY="bulk-1")
+    assert again["Idempotent-Replayed"] == "true"
+    assert [row["result"] for row in again.json()["results"]] == ["rejected", "rejected", "created"]
