@@ -35,7 +35,8 @@ class IdField(serializers.IntegerField):
         super().__init__(**kwargs)
 
 
-def _check_json(value: Any, depth: int = 0) -> None:
+def check_json(value: Any, depth: int = 0) -> None:
+    """Refuse JSON that jsonb cannot store or that is nested past reason."""
     if depth > 20:
         raise serializers.ValidationError("Nested too deeply (at most 20 levels).")
     if isinstance(value, str):
@@ -47,11 +48,11 @@ def _check_json(value: Any, depth: int = 0) -> None:
             raise serializers.ValidationError("Text must be valid Unicode (no lone surrogates).") from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_json(key, depth + 1)
-            _check_json(item, depth + 1)
+            check_json(key, depth + 1)
+            check_json(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_json(item, depth + 1)
+            check_json(item, depth + 1)
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ID:
         raise serializers.ValidationError("Numbers must fit in 64 bits.")
     elif isinstance(value, float) and value != value:  # NaN
@@ -71,7 +72,7 @@ class JSONObjectField(serializers.JSONField):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
-        _check_json(value)
+        check_json(value)
         try:
             size = len(json.dumps(value, allow_nan=False))
         except ValueError:
@@ -79,12 +80,6 @@ class JSONObjectField(serializers.JSONField):
         if size > self.max_bytes:
             raise serializers.ValidationError(f"At most {self.max_bytes} bytes of JSON.")
         return value
-
-
-def check_json(value: Any) -> Any:
-    """Validate a free-form JSON value as JSONObjectField would (for values that are not objects)."""
-    _check_json(value)
-    return value
 
 
 def jsonb_safe(value: Any) -> Any:

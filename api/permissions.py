@@ -71,7 +71,6 @@ def resolve_caller(request: Request) -> tuple[Organization, Access]:
         membership = _membership(request)
         resolved = (membership.organization, ROLE_ACCESS[membership.role])
     request._emailseq_caller = resolved
-    request.organization, request.access = resolved
     return resolved
 
 

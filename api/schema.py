@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.utils import OpenApiParameter
 
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.problems import PROBLEM_CONTENT_TYPE, TITLES
@@ -74,8 +75,6 @@ class ProblemAwareAutoSchema(AutoSchema):
         return responses
 
     def get_override_parameters(self) -> list[Any]:
-        from drf_spectacular.utils import OpenApiParameter
-
         parameters = list(super().get_override_parameters())
         # X-Organization is described once, in the API's description: generated clients set it
         # per session, not per call.
@@ -97,8 +96,6 @@ class ProblemAwareAutoSchema(AutoSchema):
 
 def ordering_parameter(*fields: str) -> Any:
     """The documented `ordering` query parameter of a list ordered by one of `fields`."""
-    from drf_spectacular.utils import OpenApiParameter
-
     return OpenApiParameter(
         "ordering",
         str,

@@ -130,7 +130,7 @@ def run_load(port: int, requests: list[tuple[str, str, bytes | None]], connectio
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     lock = threading.Lock()
-    queue = list(enumerate(requests))
+    queue = list(requests)
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -138,7 +138,7 @@ def run_load(port: int, requests: list[tuple[str, str, bytes | None]], connectio
             with lock:
                 if not queue:
                     break
-                _, (method, path, body) = queue.pop()
+                method, path, body = queue.pop()
             started = time.perf_counter()
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()

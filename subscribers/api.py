@@ -35,6 +35,7 @@ from api.pagination import CursorPage
 from api.schema import ordering_parameter
 from api.views import OrganizationApiView
 from delivery.models import Event, Message
+from organizations.models import Organization
 from sequences.models import Enrollment
 from subscribers import selectors, services
 from subscribers.models import Contact, ContactEvent, ContactList, Suppression, Tag
@@ -402,6 +403,11 @@ def _ids_in_query(request: Request, name: str) -> dict[str, list[str]]:
     return {name: [part for value in request.query_params.getlist(name) for part in value.split(",") if part]}
 
 
+def _contact_answer(organization: Organization, contact_id: int) -> Response:
+    """The contact as it stands after a change."""
+    return Response(ContactOutput(selectors.contact_get(organization=organization, contact_id=contact_id)).data)
+
+
 class ContactTagsApi(OrganizationApiView):
     @extend_schema(operation_id="contacts_tags_add", tags=["contacts"], request=TagIdsInput, responses=ContactOutput)
     def post(self, request: Request, contact_id: int) -> Response:
@@ -409,9 +415,7 @@ class ContactTagsApi(OrganizationApiView):
         tag_ids = _parsed(TagIdsInput, request.data)["tag_ids"]
         tags = selectors.tags_get_many(organization=self.organization, tag_ids=tag_ids)
         services.contact_tags_add(contact=contact, tags=tags)
-        return Response(
-            ContactOutput(selectors.contact_get(organization=self.organization, contact_id=contact_id)).data
-        )
+        return _contact_answer(self.organization, contact_id)
 
     @extend_schema(
         operation_id="contacts_tags_remove",
@@ -424,9 +428,7 @@ class ContactTagsApi(OrganizationApiView):
         tag_ids = _parsed(TagIdsInput, _ids_in_query(request, "tag_ids"))["tag_ids"]
         tags = selectors.tags_get_many(organization=self.organization, tag_ids=tag_ids)
         services.contact_tags_remove(contact=contact, tags=tags)
-        return Response(
-            ContactOutput(selectors.contact_get(organization=self.organization, contact_id=contact_id)).data
-        )
+        return _contact_answer(self.organization, contact_id)
 
 
 class ContactListsApi(OrganizationApiView):
@@ -436,9 +438,7 @@ class ContactListsApi(OrganizationApiView):
         list_ids = _parsed(ListIdsInput, request.data)["list_ids"]
         contact_lists = selectors.lists_get_many(organization=self.organization, list_ids=list_ids)
         services.contact_lists_add(contact=contact, contact_lists=contact_lists)
-        return Response(
-            ContactOutput(selectors.contact_get(organization=self.organization, contact_id=contact_id)).data
-        )
+        return _contact_answer(self.organization, contact_id)
 
     @extend_schema(
         operation_id="contacts_lists_remove",
@@ -451,9 +451,7 @@ class ContactListsApi(OrganizationApiView):
         list_ids = _parsed(ListIdsInput, _ids_in_query(request, "list_ids"))["list_ids"]
         contact_lists = selectors.lists_get_many(organization=self.organization, list_ids=list_ids)
         services.contact_lists_remove(contact=contact, contact_lists=contact_lists)
-        return Response(
-            ContactOutput(selectors.contact_get(organization=self.organization, contact_id=contact_id)).data
-        )
+        return _contact_answer(self.organization, contact_id)
 
 
 # A contact's history, export, erasure and unsubscribe ----------------------------------------
@@ -645,9 +643,7 @@ class ContactUnsubscribeApi(OrganizationApiView):
         contact = selectors.contact_get(organization=self.organization, contact_id=contact_id)
         detail = _parsed(UnsubscribeInput, request.data)["detail"]
         services.contact_unsubscribe(contact=contact, source=f"api ({caller_identity(request)})", detail=detail)
-        return Response(
-            ContactOutput(selectors.contact_get(organization=self.organization, contact_id=contact_id)).data
-        )
+        return _contact_answer(self.organization, contact_id)
 
 
 # Lists ----------------------------------------------------------------------------------------
@@ -771,12 +767,12 @@ class EventIngestOutput(serializers.Serializer):
 
 
 def _storable(text: str) -> bool:
-    """Text PostgreSQL can store: no NUL, and valid UTF-8 (JSON may smuggle lone surrogates in)."""
+    """Text PostgreSQL can store: no NUL, no lone surrogates (JSON may smuggle them in)."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+        check_json(text)
+    except serializers.ValidationError:
         return False
-    return "\x00" not in text
+    return True
 
 
 def _event_item(index: int, item: Any, now: dt.datetime) -> services.NewContactEvent | services.ItemRejection:
@@ -803,9 +799,7 @@ def _event_item(index: int, item: Any, now: dt.datetime) -> services.NewContactE
     else:
         try:
             check_json(properties)
-            if not _storable(encoded := json.dumps(properties, ensure_ascii=False)):
-                raise serializers.ValidationError("Text may not contain lone surrogates (invalid UTF-16).")
-            if len(encoded) > EVENT_PROPERTIES_MAX_BYTES:
+            if len(json.dumps(properties, ensure_ascii=False)) > EVENT_PROPERTIES_MAX_BYTES:
                 raise serializers.ValidationError(f"At most {EVENT_PROPERTIES_MAX_BYTES} characters of JSON.")
         except serializers.ValidationError as error:
             errors.append(("properties", str(error.detail[0]), "invalid"))
