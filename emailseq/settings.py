@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "subscribers",
     "sequences",
     "delivery",
+    "deliverability",
     "api",
 ]
 

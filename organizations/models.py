@@ -26,10 +26,47 @@ class Organization(models.Model):
         validators=[validate_timezone],
         help_text="Used for contacts whose own time zone is unknown.",
     )
+    # Deliverability policies (issue 4). Null caps and sunset mean "no limit".
+    frequency_cap_daily = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="At most this many marketing emails per contact per day (contact's day)."
+    )
+    frequency_cap_weekly = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="At most this many marketing emails per contact in any 7 days."
+    )
+    sunset_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Stop marketing mail to contacts with no human open or click in this many days.",
+    )
+    soft_bounce_limit = models.PositiveSmallIntegerField(
+        default=3, help_text="Soft bounces within the window after which an address is suppressed."
+    )
+    soft_bounce_window_days = models.PositiveSmallIntegerField(default=14)
+    double_opt_in = models.BooleanField(
+        default=True, help_text="Public sign-ups must confirm by email before they get any sequence mail."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(soft_bounce_limit__gte=1) & models.Q(soft_bounce_window_days__gte=1),
+                name="organization_soft_bounce_policy_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(frequency_cap_daily__isnull=True) | models.Q(frequency_cap_daily__gte=1),
+                name="organization_daily_cap_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(frequency_cap_weekly__isnull=True) | models.Q(frequency_cap_weekly__gte=1),
+                name="organization_weekly_cap_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(sunset_days__isnull=True) | models.Q(sunset_days__gte=1),
+                name="organization_sunset_days_positive",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -74,6 +74,10 @@ class Sequence(TenantModel):
     reentry_policy = models.CharField(max_length=16, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     track_opens = models.BooleanField(default=True)
     track_clicks = models.BooleanField(default=True)
+    is_transactional = models.BooleanField(
+        default=False,
+        help_text="Receipts, password resets and the like: exempt from frequency caps and the sunset policy.",
+    )
     goal = models.JSONField(
         null=True, blank=True, validators=[validate_goal], help_text="Reaching it removes the contact. See docs."
     )

@@ -10,6 +10,9 @@ from organizations.tenancy import TenantModel
 class ContactList(TenantModel):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    is_public = models.BooleanField(
+        default=False, help_text="Offered as a topic on the preference page and on subscribe forms."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -38,6 +41,7 @@ class Contact(TenantModel):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         BOUNCED = "bounced", "Bounced"
         COMPLAINED = "complained", "Complained"
+        PENDING = "pending", "Awaiting confirmation"
 
     email = models.EmailField(max_length=254, help_text="Stored normalized: trimmed, lower-case, ASCII domain.")
     first_name = models.CharField(max_length=150, blank=True)
@@ -54,6 +58,8 @@ class Contact(TenantModel):
     consent_source = models.CharField(max_length=200, blank=True, help_text="Where consent was given.")
     consented_at = models.DateTimeField(null=True, blank=True)
     consent_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Chosen on the preference page: no marketing mail until then.
+    paused_until = models.DateTimeField(null=True, blank=True)
     lists = models.ManyToManyField(ContactList, blank=True, related_name="contacts")
     tags = models.ManyToManyField(Tag, blank=True, related_name="contacts")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -64,8 +70,8 @@ class Contact(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["organization", "email"], name="contact_email_unique_per_org"),
             models.CheckConstraint(
-                condition=models.Q(status__in=["active", "unsubscribed", "bounced", "complained"]),
-                name="contact_status_is_known",
+                condition=models.Q(status__in=["active", "unsubscribed", "bounced", "complained", "pending"]),
+                name="contact_status_is_known_v2",
             ),
         ]
         indexes = [models.Index(fields=["organization", "status"], name="contact_org_status_idx")]
@@ -232,3 +238,89 @@ class ImportRejection(TenantModel):
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
+
+
+class SubscribeForm(TenantModel):
+    """A public sign-up form (hosted page, embeddable HTML, or JSON endpoint) of one organization."""
+
+    name = models.CharField(max_length=200)
+    token = models.CharField(max_length=64, unique=True, help_text="Public identifier in the form's URL.")
+    contact_list = models.ForeignKey(
+        ContactList, null=True, blank=True, on_delete=models.SET_NULL, related_name="subscribe_forms"
+    )
+    consent_wording = models.TextField(
+        help_text="The sentence shown next to the button; stored with each consent given through the form."
+    )
+    redirect_url = models.URLField(blank=True, help_text="Where the browser goes after signing up.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="subscribe_form_name_unique_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConsentRecord(TenantModel):
+    """One change of a person's consent: who, what, when, through what, from where, having read what.
+
+    Append-only. Written by subscribers.services.consent_record and nothing else. Keeps the
+    address's hash, so it survives erasure of the contact without personal data.
+    """
+
+    class Action(models.TextChoices):
+        SUBSCRIBE = "subscribe", "Subscribed"
+        CONFIRM = "confirm", "Confirmed (double opt-in)"
+        UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
+        RESUBSCRIBE = "resubscribe", "Subscribed again"
+        SUPPRESS = "suppress", "Suppressed"
+        LIFT = "lift", "Suppression lifted"
+        PREFERENCES = "preferences", "Changed preferences"
+        ERASE = "erase", "Erased"
+
+    id = models.BigAutoField(primary_key=True)
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="consent_records"
+    )
+    email_hash = models.CharField(max_length=64, help_text="SHA-256 of the normalized address.")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    source = models.CharField(max_length=200, help_text="Form, link, API, import, admin, bounce, complaint ...")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    wording = models.TextField(blank=True, help_text="What the person was shown when they acted.")
+    detail = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    action__in=[
+                        "subscribe",
+                        "confirm",
+                        "unsubscribe",
+                        "resubscribe",
+                        "suppress",
+                        "lift",
+                        "preferences",
+                        "erase",
+                    ]
+                ),
+                name="consent_action_is_known",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "email_hash", "occurred_at"], name="consent_address_idx"),
+            models.Index(fields=["contact", "occurred_at"], name="consent_contact_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} ({self.source}) at {self.occurred_at:%Y-%m-%d %H:%M}"

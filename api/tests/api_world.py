@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from delivery.models import Event
+from deliverability.models import SendingDomain
+from delivery.models import DeliveryRoute, Event
 from delivery.tests.factories import EventFactory, MessageFactory, enrollment_for
 from organizations.models import ApiKey, Membership, Organization
 from organizations.services import api_key_create
 from organizations.tests.factories import OrganizationFactory, member
 from sequences.models import Step
 from sequences.tests.factories import EmailTemplateFactory, SequenceFactory, StepFactory
-from subscribers.models import ContactEvent, ContactImport, ImportRejection
+from subscribers.models import ConsentRecord, ContactEvent, ContactImport, ImportRejection, SubscribeForm
 from subscribers.tests.factories import ContactFactory, ContactListFactory, TagFactory
 
 
@@ -61,6 +62,34 @@ def build_api_world(marker: str) -> ApiWorld:
         organization=organization, contact_import=contact_import, line=2, reason="invalid email", raw="x"
     )
     api_key, _ = api_key_create(organization=organization, name=f"{marker} key", scope=ApiKey.Scope.READ)
+    sending_domain = SendingDomain.objects.create(
+        organization=organization,
+        domain=f"{marker}.example",
+        dkim_selector_rsa=f"{marker}-rsa",
+        dkim_private_key_rsa="not a key",
+        dkim_public_key_rsa="not a key",
+        dkim_selector_ed25519=f"{marker}-ed",
+        dkim_private_key_ed25519="not a key",
+        dkim_public_key_ed25519="not a key",
+    )
+    route = DeliveryRoute.objects.create(
+        organization=organization, name=f"{marker} route", kind=DeliveryRoute.Kind.CAPTURE, url="capture:"
+    )
+    subscribe_form = SubscribeForm.objects.create(
+        organization=organization,
+        name=f"{marker} form",
+        token=f"{marker}-form-token",
+        contact_list=contact_list,
+        consent_wording="Yes, send me the newsletter.",
+    )
+    ConsentRecord.objects.create(
+        organization=organization,
+        contact=contact,
+        email_hash="0" * 64,
+        action=ConsentRecord.Action.SUBSCRIBE,
+        source="api",
+        occurred_at=timezone.now(),
+    )
     ids = {
         "contact_id": contact.pk,
         "list_id": contact_list.pk,
@@ -77,5 +106,8 @@ def build_api_world(marker: str) -> ApiWorld:
         "member_id": Membership.objects.get(user=teammate, organization=organization).pk,
         "membership_id": Membership.objects.get(user=teammate, organization=organization).pk,
         "user_id": teammate.pk,
+        "domain_id": sending_domain.pk,
+        "route_id": route.pk,
+        "form_id": subscribe_form.pk,
     }
     return ApiWorld(marker=marker, organization=organization, owner=owner, ids=ids, emails=[contact.email])
