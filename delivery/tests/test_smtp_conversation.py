@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import SmtpServer
+from deliverability import verp
 from delivery.composer import Recipient, Skeleton
 from delivery.transports import Outcome, TransportUnavailable
 from delivery.transports.smtp import SmtpTransport
@@ -61,7 +62,8 @@ def test_lines_starting_with_a_dot_arrive_unchanged(server: SmtpServer) -> None:
 
     assert result.outcome is Outcome.ACCEPTED and result.response.startswith("250")
     [mail] = server.received
-    assert mail.mail_from == "sender@example.com" and mail.recipients == ("ann@example.com",)
+    # The envelope sender is the message's VERP return path, where its bounces come back.
+    assert mail.mail_from == verp.return_path(1) and mail.recipients == ("ann@example.com",)
     assert mail.text().replace("\r\n", "\n").startswith(TEXT + "\n")
 
 
