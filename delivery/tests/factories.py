@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections import Counter
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -10,15 +12,19 @@ import factory
 from django.conf import settings
 from django.utils import timezone
 
+from conftest import SmtpServer
 from delivery import services as delivery_services
-from delivery.models import Event, Message
+from delivery import signing
+from delivery.models import DeliveryRoute, Event, Message
 from delivery.services import SendReport
 from organizations.models import Organization
+from organizations.tests.factories import OrganizationFactory
 from sequences import engine
 from sequences import services as sequence_services
 from sequences.models import Enrollment, Sequence, Step
 from sequences.tests.factories import HTML, EmailTemplateFactory, SequenceFactory
 from subscribers.models import Contact
+from subscribers.tests.factories import ContactFactory
 
 # A human reader's browser (Apple Mail's privacy proxy would announce only "Mozilla/5.0").
 BROWSER = (
@@ -38,6 +44,54 @@ class MessageFactory(factory.django.DjangoModelFactory):
     status = Message.Status.SENT
     sent_at = factory.LazyFunction(timezone.now)
     links = factory.LazyFunction(lambda: ["https://example.com/one", "https://example.com/two"])
+
+
+class DeliveryRouteFactory(factory.django.DjangoModelFactory):
+    """A route of an organization (pass organization=...); an SMTP relay unless url says otherwise."""
+
+    class Meta:
+        model = DeliveryRoute
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Route {n}")
+    kind = DeliveryRoute.Kind.SMTP
+    url = "smtp://127.0.0.1:2525?timeout=10"
+    priority = factory.Sequence(lambda n: n)
+
+
+def route_to(server: SmtpServer, organization: Organization, **fields: object) -> DeliveryRoute:
+    """A route of `organization` to a test SMTP server."""
+    return DeliveryRouteFactory(organization=organization, url=f"{server.url}?timeout=10", **fields)
+
+
+CORRELATION_HEADER = re.compile(rb"^X-Emailseq-ID: *([^\r\n]+)", re.MULTILINE | re.IGNORECASE)
+
+
+def arrived_message_ids(server: SmtpServer) -> Counter[int]:
+    """How many times each message arrived at the server, by its X-Emailseq-ID."""
+    ids: Counter[int] = Counter()
+    for mail in server.received:
+        found = CORRELATION_HEADER.search(mail.data.split(b"\r\n\r\n", 1)[0])
+        assert found is not None, "a message without X-Emailseq-ID"
+        ids[signing.unsign("correlation", found.group(1).decode().strip())[0]] += 1
+    return ids
+
+
+def many_messages(organization: Organization, count: int) -> list[Message]:
+    """`count` queued messages of one new sequence, written by the engine for as many new contacts."""
+    sequence = email_sequence(organization, emails=2)
+    contacts = Contact.objects.bulk_create(ContactFactory.build_batch(count, organization=organization))
+    sequence_services.enrollments_create(sequence=sequence, contacts=contacts)
+    engine.advance_due_enrollments(limit=count)
+    return list(Message.objects.filter(sequence=sequence, status=Message.Status.QUEUED).order_by("id"))
+
+
+def send_in_batches(messages: list[Message], *, size: int = 200) -> SendReport:
+    """What send tasks do with these messages' ids, one batch of `size` after the other."""
+    report = SendReport()
+    for start in range(0, len(messages), size):
+        report.add(send(*messages[start : start + size]))
+    return report
 
 
 class EventFactory(factory.django.DjangoModelFactory):

@@ -148,9 +148,8 @@ def test_an_inactive_recipient_reply_is_a_bounce(postmark: PostmarkApi) -> None:
     [
         (500, {"ErrorCode": 500, "Message": "Internal server error"}),
         (503, {"ErrorCode": 0, "Message": "Service unavailable"}),
-        (429, {"ErrorCode": 429, "Message": "Rate limit exceeded"}),
     ],
-    ids=["500", "503", "429"],
+    ids=["500", "503"],
 )
 def test_a_provider_failure_leaves_the_message_queued_and_the_retry_delivers_it(
     postmark: PostmarkApi, status: int, reply: dict[str, Any], tick
@@ -166,6 +165,26 @@ def test_a_provider_failure_leaves_the_message_queued_and_the_retry_delivers_it(
     assert message.attempts == 1 and message.next_attempt_at > timezone.now()
     assert str(status) in message.response
     assert Contact.objects.get(pk=message.contact_id).status == Contact.Status.ACTIVE
+
+    with time_machine.travel(message.next_attempt_at + dt.timedelta(seconds=1)):
+        tick()
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert len(postmark.requests) == 2
+
+
+def test_a_throttling_provider_defers_the_message_without_using_an_attempt(postmark: PostmarkApi, tick) -> None:
+    message = one_message()
+    postmark.reply(429, {"ErrorCode": 429, "Message": "Rate limit exceeded"})
+
+    report = send(message)
+
+    # 429 is the provider slowing us down, not a failure of the message (the route rests).
+    assert (report.deferred, report.retried, report.sent, report.bounced) == (1, 0, 0, 0)
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+    assert message.attempts == 0 and message.next_attempt_at > timezone.now()
 
     with time_machine.travel(message.next_attempt_at + dt.timedelta(seconds=1)):
         tick()

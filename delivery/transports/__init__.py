@@ -1,14 +1,16 @@
-"""Delivery routes, one module each, chosen by the kind of EMAIL_URL."""
+"""Delivery routes, one module each, chosen by the kind of EMAIL_URL or of an organization's
+DeliveryRoute url (delivery.routing picks the route)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
-from delivery.transports.base import Outcome, SendResult, Transport, TransportUnavailable
+from delivery.transports.base import Outcome, SendResult, Transport, TransportUnavailable, is_throttling_reply
 from delivery.transports.capture import CaptureTransport
 from delivery.transports.console import ConsoleTransport
 from delivery.transports.esp import AnymailTransport
 from delivery.transports.smtp import SmtpTransport
+from emailseq.environment import EmailConfig
 
 TRANSPORTS = {
     "smtp": SmtpTransport,
@@ -18,10 +20,10 @@ TRANSPORTS = {
 }
 
 
-def open_transport() -> Transport:
-    """A transport for the configured route; use it as a context manager."""
-    config = settings.EMAIL
+def open_transport(config: EmailConfig | None = None) -> Transport:
+    """A transport for `config` (EMAIL_URL when None); use it as a context manager."""
+    config = config or settings.EMAIL
     return TRANSPORTS[config.kind](config)
 
 
-__all__ = ["Outcome", "SendResult", "Transport", "TransportUnavailable", "open_transport"]
+__all__ = ["Outcome", "SendResult", "Transport", "TransportUnavailable", "is_throttling_reply", "open_transport"]

@@ -17,9 +17,27 @@ ACCEPTED_STATUSES = {"sent", "queued"}
 PERMANENT_STATUSES = {"rejected", "invalid"}
 
 
+def backend_options(config: EmailConfig) -> dict[str, str]:
+    """The route's own provider settings as the backend's keyword arguments (anymail reads
+    `api_key=` before settings.ANYMAIL's `POSTMARK_API_KEY`), so routes of one provider with
+    different accounts live side by side."""
+    module = config.anymail_backend.split(".")[-2] if config.anymail_backend.count(".") >= 2 else ""
+    prefix = f"{module.upper()}_"
+    return {
+        (name[len(prefix) :] if name.startswith(prefix) else name).lower(): value
+        for name, value in config.anymail_settings.items()
+    }
+
+
+def _maybe_delivered(error: BaseException) -> bool:
+    """A request that timed out waiting for the answer may have been accepted."""
+    cause = error.__cause__ or error.__context__
+    return cause is not None and "ReadTimeout" in type(cause).__name__
+
+
 class AnymailTransport(Transport):
     def __init__(self, config: EmailConfig) -> None:
-        self.connection = get_connection(config.anymail_backend, fail_silently=False)
+        self.connection = get_connection(config.anymail_backend, fail_silently=False, **backend_options(config))
 
     def send(self, message: ComposedMessage, *, organization_id: int) -> SendResult:
         email = EmailMultiAlternatives(
@@ -39,11 +57,13 @@ class AnymailTransport(Transport):
             status = getattr(error, "status_code", None)
             # Throttling, outages and account problems (bad key, suspended) are the route's.
             if status is None or status in (401, 403, 429) or status >= 500:
-                raise TransportUnavailable(str(error)) from error
+                raise TransportUnavailable(
+                    str(error), throttled=status == 429, maybe_delivered=status is None and _maybe_delivered(error)
+                ) from error
             # Other 4xx API errors are about this request, not the recipient.
             return SendResult(Outcome.TRANSIENT, str(error))
         except AnymailError as error:
-            raise TransportUnavailable(str(error)) from error
+            raise TransportUnavailable(str(error), maybe_delivered=_maybe_delivered(error)) from error
         status = email.anymail_status
         recipient_status = status.recipients.get(message.recipient)
         state = recipient_status.status if recipient_status else next(iter(status.status or {"queued"}))

@@ -9,7 +9,7 @@ import smtplib
 import ssl
 from typing import TYPE_CHECKING
 
-from delivery.transports.base import Outcome, SendResult, Transport, TransportUnavailable
+from delivery.transports.base import Outcome, SendResult, Transport, TransportUnavailable, is_throttling_reply
 
 if TYPE_CHECKING:
     from delivery.composer import ComposedMessage
@@ -45,6 +45,27 @@ def _reply_text(code: int, text: bytes | str) -> str:
     return f"{code} {text}".strip()
 
 
+def _closing(code: int, text: bytes | str) -> TransportUnavailable:
+    """A 421: the server closes the session; throttling when its wording says so."""
+    reply = _reply_text(code, text)
+    return TransportUnavailable(reply, throttled=is_throttling_reply(code, reply[4:]))
+
+
+# Postfix, Exim and most relays name their queue entry in the reply to DATA ("250 2.0.0 Ok:
+# queued as 4BxYz12"): kept as the provider's id, which the relay's own logs and DSNs carry.
+QUEUE_ID = re.compile(r"\bqueued as ([A-Za-z0-9._-]+)", re.IGNORECASE)
+LEADING_REPLY = re.compile(r"\b(4\d\d) (.*)", re.DOTALL)
+
+
+def _throttling(result: SendResult) -> SendResult:
+    """A temporary refusal that asks us to slow down becomes THROTTLED: the route's matter."""
+    if result.outcome is Outcome.TRANSIENT:
+        found = LEADING_REPLY.search(result.response)
+        if found and is_throttling_reply(int(found.group(1)), found.group(2)):
+            return SendResult(Outcome.THROTTLED, result.response)
+    return result
+
+
 class SmtpTransport(Transport):
     def __init__(self, config: EmailConfig) -> None:
         self.config = config
@@ -67,7 +88,12 @@ class SmtpTransport(Transport):
             if config.username:
                 connection.login(config.username, config.password)
         except (OSError, smtplib.SMTPException) as error:
-            raise TransportUnavailable(f"cannot connect to {config.host}:{config.port}: {error}") from error
+            throttled = isinstance(error, smtplib.SMTPResponseException) and is_throttling_reply(
+                error.smtp_code, _reply_text(error.smtp_code, error.smtp_error)[4:]
+            )
+            raise TransportUnavailable(
+                f"cannot connect to {config.host}:{config.port}: {error}", throttled=throttled
+            ) from error
         self.connection = connection
         self.pipelining = connection.has_extn("pipelining")
         return self
@@ -86,9 +112,13 @@ class SmtpTransport(Transport):
         return self.connection.getreply()
 
     def send(self, message: ComposedMessage, *, organization_id: int) -> SendResult:
+        return _throttling(self._exchange(message))
+
+    def _exchange(self, message: ComposedMessage) -> SendResult:
         connection = self.connection
         if connection is None:
             raise TransportUnavailable("the connection was closed")
+        data_sent = False
         # Addresses are already normalized ASCII (validated on the way in), so the commands are
         # written directly rather than through smtplib's address parsing.
         mail_command = f"MAIL FROM:<{message.envelope_from}>"
@@ -104,16 +134,23 @@ class SmtpTransport(Transport):
                 data_reply = self._command("DATA") if rcpt_reply[0] in (250, 251) else (503, b"not sent")
             for code, text in (mail_reply, rcpt_reply, data_reply):
                 if code == 421:
-                    raise TransportUnavailable(_reply_text(code, text))
+                    raise _closing(code, text)
             envelope_accepted = mail_reply[0] == 250 and rcpt_reply[0] in (250, 251)
             if data_reply[0] == 354:
                 if envelope_accepted:
                     connection.send(message.smtp_data())
+                    data_sent = True
                     code, text = connection.getreply()
+                    data_sent = False  # answered: whatever the reply, we know what happened
                     if code == 421:
-                        raise TransportUnavailable(_reply_text(code, text))
+                        raise _closing(code, text)
                     reply = _reply_text(code, text)
-                    return SendResult(classify_reply(code, reply[4:], after_data=True), reply)
+                    queue_id = QUEUE_ID.search(reply) if code == 250 else None
+                    return SendResult(
+                        classify_reply(code, reply[4:], after_data=True),
+                        reply,
+                        provider_message_id=queue_id.group(1) if queue_id else "",
+                    )
                 # A server that opens DATA without a valid envelope gets an empty message,
                 # which it must refuse for want of recipients.
                 connection.send(b".\r\n")
@@ -132,7 +169,7 @@ class SmtpTransport(Transport):
             raise
         except (OSError, smtplib.SMTPException) as error:
             self._drop()
-            raise TransportUnavailable(f"connection failed: {error}") from error
+            raise TransportUnavailable(f"connection failed: {error}", maybe_delivered=data_sent) from error
 
     def _drop(self) -> None:
         if self.connection is not None:
