@@ -10,14 +10,25 @@ from django.http import HttpRequest
 
 from organizations.admin import ReadOnlyTenantAdmin, TenantAdmin, TenantInline, TenantModelForm
 from sequences import services as sequence_services
-from subscribers import services
+from subscribers import consent, links, services
 from subscribers.addresses import email_hash, normalize_email
-from subscribers.models import Contact, ContactEvent, ContactImport, ContactList, ImportRejection, Suppression, Tag
+from subscribers.models import (
+    ConsentRecord,
+    Contact,
+    ContactEvent,
+    ContactImport,
+    ContactList,
+    ImportRejection,
+    SubscribeForm,
+    Suppression,
+    Tag,
+)
 
 
 @admin.register(ContactList)
 class ContactListAdmin(TenantAdmin):
     list_display = ("name", "organization", "contact_count", "created_at")
+    list_filter = ("is_public",)
     search_fields = ("name",)
     ordering = ("name",)
 
@@ -31,7 +42,7 @@ class ContactListAdmin(TenantAdmin):
 
 @admin.register(Tag)
 class TagAdmin(ContactListAdmin):
-    pass
+    list_filter = ()
 
 
 class ContactForm(TenantModelForm):
@@ -81,6 +92,7 @@ class ContactAdmin(TenantAdmin):
             consent_source=obj.consent_source or f"added in admin by {request.user}",
             consent_ip=obj.consent_ip,
             consented_at=obj.consented_at,
+            actor=request.user,
         )
         obj.pk, obj.status, obj.consented_at = created.pk, created.status, created.consented_at
         obj._state.adding = False
@@ -93,7 +105,7 @@ class ContactAdmin(TenantAdmin):
     @admin.action(description="Unsubscribe the selected contacts")
     def unsubscribe_contacts(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = sum(
-            services.contact_unsubscribe(contact=contact, source=f"admin: {request.user}")
+            services.contact_unsubscribe(contact=contact, source=f"admin: {request.user}", actor=request.user)
             for contact in queryset
             if self.has_change_permission(request, contact)
         )
@@ -104,7 +116,7 @@ class ContactAdmin(TenantAdmin):
         count = 0
         for contact in queryset:
             if self.has_change_permission(request, contact):
-                services.contact_resubscribe(contact=contact, source=f"admin: {request.user}")
+                services.contact_resubscribe(contact=contact, source=f"admin: {request.user}", actor=request.user)
                 count += 1
         self.message_user(request, f"Resubscribed {count} contact(s).", messages.SUCCESS)
 
@@ -152,25 +164,28 @@ class SuppressionAdmin(TenantAdmin):
             email=form.cleaned_data["email"],
             reason=form.cleaned_data["reason"],
             detail=form.cleaned_data.get("detail") or f"added in admin by {request.user}",
+            source=f"admin: {request.user}",
+            actor=request.user,
         )
         obj.pk = created.pk
         obj._state.adding = False
         contact = Contact.objects.filter(organization=created.organization, email=form.cleaned_data["email"]).first()
         if contact is not None:
             detail = f"suppressed in admin by {request.user}"
+            source = f"admin: {request.user}"
             if created.reason == Suppression.Reason.BOUNCED:
-                services.contact_mark_bounced(contact=contact, detail=detail)
+                services.contact_mark_bounced(contact=contact, detail=detail, source=source, actor=request.user)
             elif created.reason == Suppression.Reason.COMPLAINED:
-                services.contact_mark_complained(contact=contact, detail=detail)
+                services.contact_mark_complained(contact=contact, detail=detail, source=source, actor=request.user)
             else:
-                services.contact_unsubscribe(contact=contact, source=detail)
+                services.contact_unsubscribe(contact=contact, source=detail, actor=request.user)
 
     def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
-        services.suppression_lift(suppression=obj)
+        services.suppression_lift(suppression=obj, source=f"admin: {request.user}", actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for suppression in queryset:
-            services.suppression_lift(suppression=suppression)
+            services.suppression_lift(suppression=suppression, source=f"admin: {request.user}", actor=request.user)
 
 
 @admin.register(ContactEvent)
@@ -213,3 +228,62 @@ class ContactImportAdmin(ReadOnlyTenantAdmin):
     list_filter = ("status",)
     search_fields = ("filename", "token")
     inlines = [ImportRejectionInline]
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(ReadOnlyTenantAdmin):
+    """The consent ledger: append-only, so nobody adds, changes or deletes a record here."""
+
+    list_display = ("occurred_at", "action", "source", "contact", "organization", "ip")
+    list_filter = ("action",)
+    search_fields = ("email_hash", "source", "contact__email")
+    list_select_related = ("organization", "contact")
+    date_hierarchy = "occurred_at"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        # An erased contact's records keep only the address's hash: search by address finds them.
+        if "@" in search_term:
+            try:
+                return queryset.filter(email_hash=email_hash(normalize_email(search_term))), False
+            except ValidationError:
+                return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+class SubscribeFormForm(TenantModelForm):
+    redirect_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Where the browser goes after signing up."
+    )
+
+    class Meta:
+        model = SubscribeForm
+        fields = ("organization", "name", "contact_list", "consent_wording", "redirect_url", "is_active")
+
+
+@admin.register(SubscribeForm)
+class SubscribeFormAdmin(TenantAdmin):
+    form = SubscribeFormForm
+    list_display = ("name", "organization", "contact_list", "is_active", "hosted_url", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "token")
+    readonly_fields = ("hosted_url", "embed_code", "created_at")
+
+    @admin.display(description="hosted page")
+    def hosted_url(self, obj: SubscribeForm) -> str:
+        return links.subscribe_url(obj.token) if obj.pk else ""
+
+    @admin.display(description="HTML to embed")
+    def embed_code(self, obj: SubscribeForm) -> str:
+        return consent.embed_snippet(obj) if obj.pk else ""
+
+    def save_model(self, request: HttpRequest, obj: SubscribeForm, form: forms.ModelForm, change: bool) -> None:
+        fields = {name: form.cleaned_data[name] for name in consent.FORM_FIELDS if name in form.cleaned_data}
+        if change:
+            consent.subscribe_form_update(form=obj, **fields)
+            return
+        created = consent.subscribe_form_create(organization=form.cleaned_data["organization"], **fields)
+        obj.pk, obj.token, obj.created_at = created.pk, created.token, created.created_at
+        obj._state.adding = False

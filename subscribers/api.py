@@ -38,6 +38,7 @@ from delivery.models import Event, Message
 from organizations.models import Organization
 from sequences.models import Enrollment
 from subscribers import selectors, services
+from subscribers.consent_api import ConsentRecordOutput
 from subscribers.models import Contact, ContactEvent, ContactList, Suppression, Tag
 
 
@@ -594,6 +595,7 @@ class ContactExportOutput(serializers.Serializer):
     messages = MessageOutput(many=True)
     delivery_events = DeliveryEventOutput(many=True)
     custom_events = CustomEventOutput(many=True)
+    consent_records = ConsentRecordOutput(many=True, help_text="Every consent given or withdrawn, oldest first.")
 
 
 class ContactExportApi(OrganizationApiView):
@@ -624,7 +626,8 @@ class ContactEraseApi(OrganizationApiView):
     )
     def post(self, request: Request, contact_id: int) -> Response:
         contact = selectors.contact_get(organization=self.organization, contact_id=contact_id)
-        return Response(ErasureOutput(services.contact_erase(contact=contact)).data)
+        erasure = services.contact_erase(contact=contact, source=f"api ({caller_identity(request)})")
+        return Response(ErasureOutput(erasure).data)
 
 
 class UnsubscribeInput(serializers.Serializer):
@@ -654,12 +657,15 @@ class ListOutput(serializers.ModelSerializer):
 
     class Meta:
         model = ContactList
-        fields = ["id", "name", "description", "created_at", "contact_count"]
+        fields = ["id", "name", "description", "is_public", "created_at", "contact_count"]
 
 
 class ListInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(max_length=2000, allow_blank=True, default="")
+    is_public = serializers.BooleanField(
+        default=False, help_text="Offered on subscribe forms without a list of their own and on the preference page."
+    )
 
 
 class ListCollectionApi(OrganizationApiView):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from subscribers import api
+from subscribers import api, consent_api
 
 urlpatterns = [
     path("contacts/", api.ContactCollectionApi.as_view(), name="contact-collection"),
@@ -16,10 +16,13 @@ urlpatterns = [
     path("contacts/<id:contact_id>/export/", api.ContactExportApi.as_view(), name="contact-gdpr-export"),
     path("contacts/<id:contact_id>/erase/", api.ContactEraseApi.as_view(), name="contact-erase"),
     path("contacts/<id:contact_id>/unsubscribe/", api.ContactUnsubscribeApi.as_view(), name="contact-unsubscribe"),
+    path("contacts/<id:contact_id>/consent/", consent_api.ContactConsentApi.as_view(), name="contact-consent"),
     path("lists/", api.ListCollectionApi.as_view(), name="list-collection"),
     path("lists/<id:list_id>/", api.ListItemApi.as_view(), name="list-item"),
     path("lists/<id:list_id>/contacts/", api.ListContactsApi.as_view(), name="list-contacts"),
     path("tags/", api.TagCollectionApi.as_view(), name="tag-collection"),
     path("tags/<id:tag_id>/", api.TagItemApi.as_view(), name="tag-item"),
     path("events/", api.EventCollectionApi.as_view(), name="event-collection"),
+    path("subscribe-forms/", consent_api.SubscribeFormCollectionApi.as_view(), name="subscribe-form-collection"),
+    path("subscribe-forms/<id:form_id>/", consent_api.SubscribeFormItemApi.as_view(), name="subscribe-form-item"),
 ]

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from organizations.models import Organization
 from subscribers.addresses import email_hash, normalize_email
-from subscribers.models import Contact, ContactEvent, ContactList, Suppression, Tag
+from subscribers.models import ConsentRecord, Contact, ContactEvent, ContactList, SubscribeForm, Suppression, Tag
 
 
 def tag_list(*, organization: Organization) -> QuerySet[Tag]:
@@ -192,6 +192,7 @@ def contact_export(*, contact: Contact) -> dict[str, Any]:
             )
         ),
         "custom_events": list(contact.custom_events.order_by("id")),
+        "consent_records": list(consent_history(contact=contact).select_related("actor").order_by("id")),
     }
 
 
@@ -217,3 +218,29 @@ def custom_events_filter(
     if occurred_before is not None:
         events = events.filter(occurred_at__lt=occurred_before)
     return events
+
+
+# Consent ---------------------------------------------------------------------------------------
+
+
+def subscribe_form_list(*, organization: Organization) -> QuerySet[SubscribeForm]:
+    return SubscribeForm.objects.for_org(organization).select_related("contact_list")
+
+
+def subscribe_form_get(*, organization: Organization, form_id: int) -> SubscribeForm:
+    return get_object_or_404(subscribe_form_list(organization=organization), pk=form_id)
+
+
+def subscribe_form_public(*, token: str) -> SubscribeForm | None:
+    """An active form by the token in its public URL, whatever its organization."""
+    return (
+        SubscribeForm.objects.select_related("organization", "contact_list").filter(token=token, is_active=True).first()
+    )
+
+
+def consent_history(*, contact: Contact) -> QuerySet[ConsentRecord]:
+    """The consent records of the contact's address in its organization, newest first: those
+    written before the contact existed (an erased earlier contact, a suppression) included."""
+    return ConsentRecord.objects.for_org(contact.organization_id).filter(
+        Q(contact=contact) | Q(email_hash=email_hash(contact.email))
+    )

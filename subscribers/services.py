@@ -1,8 +1,11 @@
 """Writes on contacts, lists, tags and suppressions.
 
 Every change of consent goes through one function here: contact_create (consent given),
-contact_unsubscribe, contact_mark_bounced, contact_mark_complained, contact_resubscribe and
-suppression_add. The audit log (ledger) will attach to these functions.
+contact_unsubscribe, contact_mark_bounced, contact_mark_complained, contact_resubscribe,
+suppression_add, suppression_lift, contact_erase and contacts_bulk_upsert; each writes its
+ConsentRecord through consent_record (or consent_records_add, for many contacts at once).
+Double opt-in and the preference page are in subscribers/consent.py. The audit log (ledger)
+will attach to these functions.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -22,7 +26,15 @@ from organizations.models import Organization, validate_timezone
 from sequences import services as sequence_services
 from sequences.models import Enrollment
 from subscribers.addresses import email_hash, normalize_email
-from subscribers.models import Contact, ContactEvent, ContactList, ImportRejection, Suppression, Tag
+from subscribers.models import (
+    ConsentRecord,
+    Contact,
+    ContactEvent,
+    ContactList,
+    ImportRejection,
+    Suppression,
+    Tag,
+)
 
 CONTACT_FIELDS = ("email", "first_name", "last_name", "properties", "timezone")
 
@@ -33,6 +45,85 @@ def _check_properties(properties: Any) -> dict[str, Any]:
     if not isinstance(properties, dict):
         raise ValidationError({"properties": "Properties must be a JSON object of names to values."})
     return properties
+
+
+# Consent records ------------------------------------------------------------------------------
+
+SOURCE_LENGTH = ConsentRecord._meta.get_field("source").max_length
+USER_AGENT_LENGTH = ConsentRecord._meta.get_field("user_agent").max_length
+
+
+def consent_record(
+    *,
+    organization: Organization | int,
+    action: str,
+    source: str,
+    contact: Contact | None = None,
+    address_hash: str = "",
+    ip: str | None = None,
+    user_agent: str = "",
+    wording: str = "",
+    detail: dict[str, Any] | None = None,
+    actor: AbstractBaseUser | None = None,
+    occurred_at: dt.datetime | None = None,
+) -> ConsentRecord:
+    """Append one change of consent to the ledger: the one writer of ConsentRecord rows.
+
+    The address is kept as its hash (`address_hash`, or the hash of `contact.email`), so the
+    record outlives an erasure of the contact. `actor` is the staff member who acted, if any.
+    """
+    organization_id = organization if isinstance(organization, int) else organization.pk
+    if contact is not None:
+        address_hash = email_hash(contact.email)
+    if not address_hash:
+        raise ValueError("consent_record needs a contact or an address hash")
+    return ConsentRecord.objects.create(
+        organization_id=organization_id,
+        contact=contact,
+        email_hash=address_hash,
+        action=action,
+        source=(source or "unspecified")[:SOURCE_LENGTH],
+        ip=ip or None,
+        user_agent=user_agent[:USER_AGENT_LENGTH],
+        wording=wording,
+        detail=detail or {},
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        occurred_at=occurred_at or timezone.now(),
+    )
+
+
+def consent_records_add(
+    *,
+    organization: Organization | int,
+    action: str,
+    source: str,
+    contacts: Iterable[tuple[int | None, str]],
+    wording: str = "",
+    detail: dict[str, Any] | None = None,
+    occurred_at: dt.datetime | None = None,
+) -> int:
+    """The same change for many addresses at once (bulk upsert, imports), in a few INSERTs.
+
+    `contacts` are (contact id or None, address hash) pairs. Returns the number written.
+    """
+    organization_id = organization if isinstance(organization, int) else organization.pk
+    stamp = connection.ops.adapt_datetimefield_value(occurred_at or timezone.now())
+    fixed = ((source or "unspecified")[:SOURCE_LENGTH], "", wording, json.dumps(detail or {}), stamp)
+    rows = [(organization_id, contact_id, address_hash, action, *fixed) for contact_id, address_hash in contacts]
+    table = connection.ops.quote_name(ConsentRecord._meta.db_table)
+    # One statement per thousand rows: bulk_create would take one per 90 rows on SQLite.
+    with connection.cursor() as cursor:
+        for chunk in _chunks(rows, STATEMENT_ROWS):
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} (organization_id, contact_id, email_hash, action, source, user_agent, "
+                f"wording, detail, occurred_at) VALUES {values}",
+                [value for row in chunk for value in row],
+            )
+    return len(rows)
+
+
+# Contacts -------------------------------------------------------------------------------------
 
 
 @transaction.atomic
@@ -50,10 +141,17 @@ def contact_create(
     lists: Iterable[ContactList] = (),
     tags: Iterable[Tag] = (),
     tag_names: Iterable[str] = (),
+    pending: bool = False,
+    consent_wording: str = "",
+    consent_user_agent: str = "",
+    consent_detail: dict[str, Any] | None = None,
+    actor: AbstractBaseUser | None = None,
 ) -> Contact:
     """Create a contact. A suppressed address is created unmailable, with the suppression's status.
 
     `tag_names` are tags by name, created in the organization when they do not exist yet.
+    `pending`: the contact awaits confirmation (double opt-in) and gets no mail until then.
+    The consent given is recorded (a "subscribe" consent record), with the status it led to.
     """
     try:
         normalized = normalize_email(email)
@@ -70,6 +168,8 @@ def contact_create(
         consent_ip=consent_ip,
         consented_at=consented_at or (timezone.now() if consent_source else None),
     )
+    if pending:
+        contact.status = Contact.Status.PENDING
     suppression = Suppression.objects.filter(organization=organization, email_hash=email_hash(normalized)).first()
     if suppression is not None:
         contact.status = Suppression.CONTACT_STATUS_BY_REASON[suppression.reason]
@@ -83,6 +183,21 @@ def contact_create(
         raise ValidationError({"email": "A contact with this email already exists."}) from None
     named = [tag_get_or_create(organization=organization, name=name) for name in dict.fromkeys(tag_names)]
     _attach(contact, lists=lists, tags=[*tags, *named])
+    detail = {"status": contact.status, **(consent_detail or {})}
+    if suppression is not None:
+        detail["suppressed"] = suppression.reason
+    consent_record(
+        organization=organization,
+        contact=contact,
+        action=ConsentRecord.Action.SUBSCRIBE,
+        source=consent_source,
+        ip=consent_ip,
+        user_agent=consent_user_agent,
+        wording=consent_wording,
+        detail=detail,
+        actor=actor,
+        occurred_at=contact.consented_at,
+    )
     return contact
 
 
@@ -177,85 +292,195 @@ def list_get_or_create(*, organization: Organization, name: str) -> ContactList:
     return contact_list
 
 
-@transaction.atomic
-def suppression_add(*, organization: Organization | int, email: str, reason: str, detail: str = "") -> Suppression:
-    """Keep the organization from ever mailing this address again (until staff lift it)."""
-    organization_id = organization if isinstance(organization, int) else organization.pk
-    suppression, _ = Suppression.objects.get_or_create(
+def _suppression_get_or_create(
+    organization_id: int, address_hash: str, reason: str, detail: str
+) -> tuple[Suppression, bool]:
+    return Suppression.objects.get_or_create(
         organization_id=organization_id,
-        email_hash=email_hash(normalize_email(email)),
+        email_hash=address_hash,
         defaults={"reason": reason, "detail": detail[:2000]},
     )
+
+
+@transaction.atomic
+def suppression_add(
+    *,
+    organization: Organization | int,
+    email: str,
+    reason: str,
+    detail: str = "",
+    source: str = "",
+    actor: AbstractBaseUser | None = None,
+) -> Suppression:
+    """Keep the organization from ever mailing this address again (until staff lift it).
+
+    A new suppression is a consent record ("suppress"); the contact's status is left to the
+    contact_* functions below, which callers use when the address is a contact's.
+    """
+    organization_id = organization if isinstance(organization, int) else organization.pk
+    normalized = normalize_email(email)
+    suppression, created = _suppression_get_or_create(organization_id, email_hash(normalized), reason, detail)
+    if created:
+        consent_record(
+            organization=organization_id,
+            contact=Contact.objects.filter(organization_id=organization_id, email=normalized).first(),
+            address_hash=suppression.email_hash,
+            action=ConsentRecord.Action.SUPPRESS,
+            source=source or "suppression list",
+            detail={"reason": reason},
+            actor=actor,
+        )
     return suppression
 
 
 @transaction.atomic
-def suppression_lift(*, suppression: Suppression) -> None:
+def suppression_lift(*, suppression: Suppression, source: str = "", actor: AbstractBaseUser | None = None) -> None:
+    """Let the address be mailed again. Its contact, if any, stays as it is until it resubscribes."""
+    consent_record(
+        organization=suppression.organization_id,
+        address_hash=suppression.email_hash,
+        action=ConsentRecord.Action.LIFT,
+        source=source or "suppression list",
+        detail={"reason": suppression.reason},
+        actor=actor,
+    )
     suppression.delete()
+
+
+@dataclass(frozen=True)
+class ConsentContext:
+    """Who changed a consent, through what and from where: what its consent record keeps."""
+
+    source: str
+    ip: str | None = None
+    user_agent: str = ""
+    note: str = ""
+    actor: AbstractBaseUser | None = None
 
 
 @transaction.atomic
 def _contact_stop_mailing(
-    *, contact: Contact, status: str, suppression_reason: str, exit_reason: str, detail: str
+    *,
+    contact: Contact,
+    status: str,
+    suppression_reason: str,
+    exit_reason: str,
+    detail: str,
+    action: str,
+    context: ConsentContext,
 ) -> bool:
     """Make a contact unmailable at once: status, suppression, every enrollment ended.
 
-    Returns whether the contact was mailable before. Idempotent: repeating it changes nothing.
+    Returns whether the contact was mailable before. Idempotent: repeating it changes nothing
+    (and records nothing).
     """
     # NO KEY: the engine's inserts of messages for this contact take KEY SHARE locks on it.
     locked = Contact.objects.select_for_update(no_key=True).get(pk=contact.pk)
     was_mailable = locked.status == Contact.Status.ACTIVE
+    previous_status = locked.status
     # A complaint outranks an earlier unsubscribe or bounce; otherwise the first reason stays.
     outranks = status == Contact.Status.COMPLAINED and locked.status != Contact.Status.COMPLAINED
-    if was_mailable or outranks:
+    changes = locked.status in (Contact.Status.ACTIVE, Contact.Status.PENDING) or outranks
+    if changes:
         locked.status = status
         locked.status_changed_at = timezone.now()
         locked.save(update_fields=["status", "status_changed_at", "updated_at"])
     contact.status, contact.status_changed_at = locked.status, locked.status_changed_at
-    suppression = suppression_add(
-        organization=locked.organization_id, email=locked.email, reason=suppression_reason, detail=detail
+    suppression, created = _suppression_get_or_create(
+        locked.organization_id, email_hash(locked.email), suppression_reason, detail
     )
     if outranks and suppression.reason != Suppression.Reason.COMPLAINED:
         suppression.reason, suppression.detail = Suppression.Reason.COMPLAINED, detail[:2000]
         suppression.save(update_fields=["reason", "detail"])
+    if changes or created:
+        record_detail: dict[str, Any] = {"previous_status": previous_status, "status": locked.status}
+        if action == ConsentRecord.Action.SUPPRESS:
+            record_detail["reason"] = suppression_reason
+        if context.note:
+            record_detail["note"] = context.note[:2000]
+        consent_record(
+            organization=locked.organization_id,
+            contact=locked,
+            action=action,
+            source=context.source,
+            ip=context.ip,
+            user_agent=context.user_agent,
+            detail=record_detail,
+            actor=context.actor,
+        )
     sequence_services.enrollments_end_for_contact(contact=locked, reason=exit_reason)
     return was_mailable
 
 
-def contact_unsubscribe(*, contact: Contact, source: str, detail: str = "") -> bool:
+def contact_unsubscribe(
+    *,
+    contact: Contact,
+    source: str,
+    detail: str = "",
+    ip: str | None = None,
+    user_agent: str = "",
+    actor: AbstractBaseUser | None = None,
+) -> bool:
+    """Stop all mail to the contact at its own request (link, preference page, API, staff)."""
     return _contact_stop_mailing(
         contact=contact,
         status=Contact.Status.UNSUBSCRIBED,
         suppression_reason=Suppression.Reason.UNSUBSCRIBED,
         exit_reason=Enrollment.ExitReason.UNSUBSCRIBED,
         detail=f"{source}: {detail}" if detail else source,
+        action=ConsentRecord.Action.UNSUBSCRIBE,
+        context=ConsentContext(source=source, ip=ip, user_agent=user_agent, note=detail, actor=actor),
     )
 
 
-def contact_mark_bounced(*, contact: Contact, detail: str) -> bool:
+def contact_mark_bounced(
+    *, contact: Contact, detail: str, source: str = "bounce", actor: AbstractBaseUser | None = None
+) -> bool:
+    # The bounce's text stays on the suppression: it may quote the address.
     return _contact_stop_mailing(
         contact=contact,
         status=Contact.Status.BOUNCED,
         suppression_reason=Suppression.Reason.BOUNCED,
         exit_reason=Enrollment.ExitReason.BOUNCED,
         detail=detail,
+        action=ConsentRecord.Action.SUPPRESS,
+        context=ConsentContext(source=source, actor=actor),
     )
 
 
-def contact_mark_complained(*, contact: Contact, detail: str) -> bool:
+def contact_mark_complained(
+    *, contact: Contact, detail: str, source: str = "complaint", actor: AbstractBaseUser | None = None
+) -> bool:
     return _contact_stop_mailing(
         contact=contact,
         status=Contact.Status.COMPLAINED,
         suppression_reason=Suppression.Reason.COMPLAINED,
         exit_reason=Enrollment.ExitReason.COMPLAINED,
         detail=detail,
+        action=ConsentRecord.Action.SUPPRESS,
+        context=ConsentContext(source=source, actor=actor),
     )
 
 
 @transaction.atomic
-def contact_resubscribe(*, contact: Contact, source: str, consent_ip: str | None = None) -> Contact:
+def contact_resubscribe(
+    *,
+    contact: Contact,
+    source: str,
+    consent_ip: str | None = None,
+    user_agent: str = "",
+    wording: str = "",
+    actor: AbstractBaseUser | None = None,
+) -> Contact:
     """Make a contact mailable again on fresh consent: lifts the suppression of the address."""
-    Suppression.objects.filter(organization_id=contact.organization_id, email_hash=email_hash(contact.email)).delete()
+    hashed = email_hash(contact.email)
+    lifted = (
+        Suppression.objects.filter(organization_id=contact.organization_id, email_hash=hashed)
+        .values_list("reason", flat=True)
+        .first()
+    )
+    Suppression.objects.filter(organization_id=contact.organization_id, email_hash=hashed).delete()
+    previous_status = Contact.objects.filter(pk=contact.pk).values_list("status", flat=True).first()
     now = timezone.now()
     contact.status = Contact.Status.ACTIVE
     contact.status_changed_at = now
@@ -264,6 +489,18 @@ def contact_resubscribe(*, contact: Contact, source: str, consent_ip: str | None
     contact.consented_at = now
     contact.save(
         update_fields=["status", "status_changed_at", "consent_source", "consent_ip", "consented_at", "updated_at"]
+    )
+    consent_record(
+        organization=contact.organization_id,
+        contact=contact,
+        action=ConsentRecord.Action.RESUBSCRIBE,
+        source=source,
+        ip=consent_ip,
+        user_agent=user_agent,
+        wording=wording,
+        detail={"previous_status": previous_status, "suppression_lifted": lifted},
+        actor=actor,
+        occurred_at=now,
     )
     return contact
 
@@ -302,13 +539,15 @@ class Erasure:
 
 
 @transaction.atomic
-def contact_erase(*, contact: Contact) -> Erasure:
+def contact_erase(*, contact: Contact, source: str = "", actor: AbstractBaseUser | None = None) -> Erasure:
     """Erase a person (GDPR article 17): the contact and everything recorded about them.
 
     What stays is the hash of the address, as a suppression with reason "erased", so that the
     address is never mailed again, even when an integration creates the contact anew (it is
     then created unsubscribed). The suppression's detail is cleared: a bounce's detail may quote
-    the address.
+    the address. The address's consent records stay, as proof of what was consented to when,
+    but lose what identifies the person (IP, browser, free-text notes); an "erase" record
+    without personal data says that the erasure happened.
     """
     locked = Contact.objects.select_for_update().get(pk=contact.pk)
     hashed = email_hash(locked.email)
@@ -323,26 +562,40 @@ def contact_erase(*, contact: Contact) -> Erasure:
     IdempotencyRecord.objects.filter(
         organization_id=locked.organization_id, response_body__icontains=locked.email
     ).delete()
+    records = ConsentRecord.objects.filter(organization_id=locked.organization_id, email_hash=hashed)
+    records.update(ip=None, user_agent="")
+    for record in records.filter(detail__has_key="note"):
+        record.detail.pop("note")
+        record.save(update_fields=["detail"])
     _, deleted = locked.delete()
-    return Erasure(
-        contact_id=contact.pk,
-        email_hash=hashed,
-        deleted={label.rsplit(".", 1)[-1].lower(): count for label, count in deleted.items() if count},
+    deleted_counts = {label.rsplit(".", 1)[-1].lower(): count for label, count in deleted.items() if count}
+    consent_record(
+        organization=locked.organization_id,
+        address_hash=hashed,
+        action=ConsentRecord.Action.ERASE,
+        source=source or "erasure",
+        detail={"deleted": deleted_counts},
+        actor=actor,
     )
+    return Erasure(contact_id=contact.pk, email_hash=hashed, deleted=deleted_counts)
 
 
 # Lists ----------------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def list_create(*, organization: Organization, name: str, description: str = "") -> ContactList:
-    contact_list = ContactList(organization=organization, name=name.strip(), description=description)
+def list_create(
+    *, organization: Organization, name: str, description: str = "", is_public: bool = False
+) -> ContactList:
+    contact_list = ContactList(
+        organization=organization, name=name.strip(), description=description, is_public=is_public
+    )
     return _list_save(contact_list)
 
 
 @transaction.atomic
 def list_update(*, contact_list: ContactList, **fields: Any) -> ContactList:
-    unknown = set(fields) - {"name", "description"}
+    unknown = set(fields) - {"name", "description", "is_public"}
     if unknown:
         raise TypeError(f"list_update cannot change {', '.join(sorted(unknown))}")
     if "name" in fields:
@@ -455,7 +708,8 @@ def contacts_bulk_upsert(
     whose fields all equal the stored ones is "unchanged". A row that repeats an earlier row's
     address (in any spelling) is rejected. New contacts whose address is suppressed are created
     with the suppression's status. Every accepted contact joins `contact_lists` and `tags`.
-    Consent (`consent_source`, now) is recorded on the contacts created.
+    Consent (`consent_source`, now) is recorded on the contacts created, and in a "subscribe"
+    consent record for each.
     """
     now = now or timezone.now()
     results = [BulkResult(index=row.index, email=row.email) for row in rows]
@@ -464,9 +718,20 @@ def contacts_bulk_upsert(
     new = [email for email in accepted if email not in existing]
     if new:
         created = _insert_contacts(organization, {email: accepted[email][1] for email in new}, consent_source, now)
+        by_status: dict[str, list[tuple[int | None, str]]] = {}
         for email, (contact_id, status) in created.items():
             result = accepted[email][0]
             result.result, result.id, result.status = "created", contact_id, status
+            by_status.setdefault(status, []).append((contact_id, email_hash(email)))
+        for status, contacts in by_status.items():
+            consent_records_add(
+                organization=organization,
+                action=ConsentRecord.Action.SUBSCRIBE,
+                source=consent_source or "bulk upsert",
+                contacts=contacts,
+                detail={"status": status},
+                occurred_at=now,
+            )
         # Created meanwhile by another request: updated like the others.
         existing.update(_locked_by_email(organization, [email for email in new if email not in created]))
     changes = []

@@ -5,7 +5,7 @@ import json
 import factory
 
 from organizations.tests.factories import OrganizationFactory
-from subscribers.models import Contact, ContactList, Tag
+from subscribers.models import Contact, ContactList, SubscribeForm, Tag
 
 
 class ContactFactory(factory.django.DjangoModelFactory):
@@ -25,6 +25,16 @@ class ContactListFactory(factory.django.DjangoModelFactory):
 
     organization = factory.SubFactory(OrganizationFactory)
     name = factory.Sequence(lambda n: f"List {n}")
+
+
+class SubscribeFormFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SubscribeForm
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Sign-up form {n}")
+    token = factory.Sequence(lambda n: f"form-token-{n}")
+    consent_wording = "Yes, email me the weekly newsletter. I can unsubscribe at any time."
 
 
 class TagFactory(factory.django.DjangoModelFactory):
