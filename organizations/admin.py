@@ -202,9 +202,45 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ("user",)
 
 
+ORGANIZATION_FIELDSETS = (
+    (None, {"fields": ("name", "slug", "postal_address", "timezone")}),
+    (
+        "Sending policies",
+        {
+            "fields": ("frequency_cap_daily", "frequency_cap_weekly", "sunset_days"),
+            "description": "Marketing emails only; transactional sequences are exempt. Empty: no limit.",
+        },
+    ),
+    ("Bounces and consent", {"fields": ("soft_bounce_limit", "soft_bounce_window_days", "double_opt_in")}),
+)
+
+
+class OrganizationAdminForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = [name for _title, options in ORGANIZATION_FIELDSETS for name in options["fields"]]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        daily, weekly = cleaned.get("frequency_cap_daily"), cleaned.get("frequency_cap_weekly")
+        if daily is not None and weekly is not None and weekly < daily:
+            self.add_error("frequency_cap_weekly", f"Must be at least the daily cap ({daily}).")
+        return cleaned
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "timezone", "created_at")
+    form = OrganizationAdminForm
+    fieldsets = ORGANIZATION_FIELDSETS
+    list_display = (
+        "name",
+        "slug",
+        "timezone",
+        "frequency_cap_daily",
+        "frequency_cap_weekly",
+        "sunset_days",
+        "created_at",
+    )
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [MembershipInline]

@@ -24,6 +24,7 @@ from organizations import selectors, services
 from organizations.models import ApiKey, Membership, Organization
 
 ROLE_BY_ACCESS = {access: role for role, access in ROLE_ACCESS.items()}
+POLICY_FIELDS = ("frequency_cap_daily", "frequency_cap_weekly", "sunset_days")
 
 
 # API keys -------------------------------------------------------------------------------------
@@ -249,7 +250,17 @@ class OrganizationOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Organization
-        fields = ["id", "name", "slug", "postal_address", "timezone", "created_at", "role", "api_key_scope"]
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "postal_address",
+            "timezone",
+            *POLICY_FIELDS,
+            "created_at",
+            "role",
+            "api_key_scope",
+        ]
 
     @extend_schema_field(serializers.ChoiceField(choices=Membership.Role.choices, allow_null=True))
     def get_role(self, organization: Organization) -> str | None:
@@ -265,6 +276,28 @@ class OrganizationUpdateInput(serializers.Serializer):
     slug = serializers.SlugField(max_length=80, required=False)
     postal_address = serializers.CharField(max_length=2000, allow_blank=True, required=False)
     timezone = serializers.CharField(max_length=64, required=False, help_text="An IANA time zone: Europe/Paris.")
+    # Sending policies (delivery/policies.py); null is "no limit".
+    frequency_cap_daily = serializers.IntegerField(
+        min_value=1,
+        max_value=32767,
+        allow_null=True,
+        required=False,
+        help_text="At most this many marketing emails per contact per day (the contact's day); null: no cap.",
+    )
+    frequency_cap_weekly = serializers.IntegerField(
+        min_value=1,
+        max_value=32767,
+        allow_null=True,
+        required=False,
+        help_text="At most this many marketing emails per contact in any 7 days, at least the daily cap; null: no cap.",
+    )
+    sunset_days = serializers.IntegerField(
+        min_value=1,
+        max_value=32767,
+        allow_null=True,
+        required=False,
+        help_text="Stop marketing emails to contacts with no human open or click in this many days; null: never.",
+    )
 
 
 class OrganizationDeleteInput(serializers.Serializer):
@@ -296,7 +329,9 @@ class OrganizationApi(OrganizationApiView):
     def patch(self, request: Request) -> Response:
         data = OrganizationUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        organization = services.organization_update(organization=self.organization, **data.validated_data)
+        fields = dict(data.validated_data)
+        policies = {name: fields.pop(name) for name in POLICY_FIELDS if name in fields}
+        organization = services.organization_update(organization=self.organization, policies=policies, **fields)
         return Response(self._output(organization))
 
     @extend_schema(

@@ -100,13 +100,23 @@ def organization_update(
     slug: str | None = None,
     postal_address: str | None = None,
     timezone: str | None = None,
+    policies: dict[str, int | None] | None = None,
 ) -> Organization:
+    """Change the given fields; None leaves a field as it is. `policies` sets sending policies
+    (frequency_cap_daily, frequency_cap_weekly, sunset_days; see delivery/policies.py), where
+    None means "no limit"."""
+    if unknown := set(policies or {}) - {"frequency_cap_daily", "frequency_cap_weekly", "sunset_days"}:
+        raise TypeError(f"not a sending policy: {', '.join(sorted(unknown))}")
     changes = {"name": name, "slug": slug, "postal_address": postal_address, "timezone": timezone}
-    changed = [field for field, value in changes.items() if value is not None]
+    changes = {field: value for field, value in changes.items() if value is not None} | (policies or {})
+    changed = list(changes)
     if not changed:
         return organization
     for field in changed:
         setattr(organization, field, changes[field])
+    daily, weekly = organization.frequency_cap_daily, organization.frequency_cap_weekly
+    if daily is not None and weekly is not None and weekly < daily:
+        raise ValidationError({"frequency_cap_weekly": f"Must be at least the daily cap ({daily})."})
     organization.full_clean()
     try:
         with transaction.atomic():

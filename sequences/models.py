@@ -217,6 +217,7 @@ class Enrollment(TenantModel):
         SEQUENCE_ARCHIVED = "sequence_archived", "Sequence archived"
         RENDER_FAILED = "render_failed", "Template failed to render"
         SEND_FAILED = "send_failed", "Delivery failed"
+        SUNSET = "sunset", "Sunset: no human open or click for too long"
 
     contact = models.ForeignKey("subscribers.Contact", on_delete=models.CASCADE, related_name="enrollments")
     # Every advance rewrites every index of this table (next_run_at is indexed, so no update is
