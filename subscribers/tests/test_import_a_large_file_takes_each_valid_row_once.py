@@ -1,7 +1,7 @@
 """Acceptance: a 100,000-row CSV with 1% malformed rows (invalid addresses, bytes that are not
 UTF-8, ragged rows, duplicates within the file, unknown time zones, names too long) imports
 every valid row once and reports each bad row by line and reason; the same file again adds
-nothing."""
+nothing (no contact, no consent record)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile
 
 from organizations.tests.factories import OrganizationFactory
 from subscribers import importing
-from subscribers.models import Contact, ContactImport, ImportRejection, Tag
+from subscribers.models import ConsentRecord, Contact, ContactImport, ImportRejection, Tag
 from subscribers.tests.csvdata import MAPPING, contacts_csv
 from subscribers.tests.factories import ContactListFactory
 
@@ -77,6 +77,7 @@ def test_every_valid_row_is_imported_once_and_every_bad_row_is_reported_by_line_
     assert first.byte_offset == first.file_size == len(data)
     statuses = set(Contact.objects.for_org(organization).values_list("status", "consent_source"))
     assert statuses == {(Contact.Status.ACTIVE, "import:people.csv")}
+    assert ConsentRecord.objects.for_org(organization).count() == len(expected.contacts)
 
     again = run_import(organization, data, contact_list.pk, django_capture_on_commit_callbacks)
 
@@ -89,4 +90,5 @@ def test_every_valid_row_is_imported_once_and_every_bad_row_is_reported_by_line_
     assert imported(organization) == expected.contacts
     assert contact_list.contacts.count() == len(expected.contacts)
     assert Tag.objects.for_org(organization).count() == 3
+    assert ConsentRecord.objects.for_org(organization).count() == len(expected.contacts)
     assert dict(ImportRejection.objects.filter(contact_import=again).values_list("line", "reason")) == rejections

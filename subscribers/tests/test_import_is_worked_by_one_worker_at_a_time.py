@@ -1,6 +1,7 @@
 """The database decides who works on an import: a worker claims it with a lease; a duplicate
 dispatch, or a second worker while the lease lasts, does nothing; imports_resume dispatches only
-imports that nobody holds; a task that runs out of time hands the rest to a fresh task."""
+imports that nobody holds; a task that runs out of time hands the rest to a fresh task at the
+checkpoint of its last chunk, however many parsed blocks that chunk was made of."""
 
 from __future__ import annotations
 
@@ -97,3 +98,27 @@ def test_an_import_whose_file_is_gone_fails_with_a_message_a_person_can_act_on()
     assert contact_import.status == ContactImport.Status.FAILED
     assert contact_import.error == "The uploaded file is no longer available: upload it again."
     assert contact_import.finished_at is not None and contact_import.lease_expires_at is None
+
+
+def test_a_chunk_of_several_parsed_blocks_is_written_and_checkpointed_as_one(settings, monkeypatch):
+    settings.IMPORT_CHUNK_ROWS = 20
+    monkeypatch.setattr(importing, "PARSE_BLOCK_LINES", 7)
+    contact_import = queued_import(rows=50)  # the row on lines 11-12 has a line break in a quoted name
+
+    outcomes = [importing.contact_import_process(import_id=contact_import.pk, time_budget=0)]
+    contact_import.refresh_from_db()
+    first_checkpoint = (contact_import.line_number, contact_import.rows_processed, contact_import.created_count)
+    while outcomes[-1] is importing.Outcome.PAUSED:
+        outcomes.append(importing.contact_import_process(import_id=contact_import.pk, time_budget=0))
+
+    # Three blocks of 7 lines make the first chunk: lines 2 to 22, 20 rows. Three chunks in all
+    # (51 lines); the task that writes the last one is out of time too.
+    assert first_checkpoint == (23, 20, 20)
+    contact_import.refresh_from_db()
+    assert outcomes == [importing.Outcome.PAUSED] * 3 + [importing.Outcome.FINISHED]
+    assert (contact_import.status, contact_import.created_count, contact_import.byte_offset) == (
+        ContactImport.Status.COMPLETED,
+        50,
+        contact_import.file_size,
+    )
+    assert Contact.objects.for_org(contact_import.organization_id).count() == 50

@@ -1,7 +1,7 @@
 """Acceptance: a worker killed (SIGKILL) in the middle of an import, after at least one chunk
 was committed, is replaced by one that resumes from the checkpoint; the end result is the same
-as an uninterrupted run of the same file: the same contacts, list memberships, tags, rejected
-rows and counts, nothing twice."""
+as an uninterrupted run of the same file: the same contacts, list memberships, tags, consent
+records, rejected rows and counts, nothing twice."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from django.utils import timezone
 from conftest import REPO, process_env, wait_until
 from organizations.tests.factories import OrganizationFactory
 from subscribers import importing, tasks
-from subscribers.models import Contact, ContactImport, ImportRejection
+from subscribers.models import ConsentRecord, Contact, ContactImport, ImportRejection
 from subscribers.tests.csvdata import MAPPING, contacts_csv
 from subscribers.tests.factories import ContactListFactory
 
@@ -40,6 +40,11 @@ def outcome(contact_import: ContactImport) -> dict[str, Any]:
         "listed": sorted(contact_import.contact_list.contacts.values_list("email", flat=True)),
         "tags": sorted(
             Contact.tags.through.objects.filter(contact__in=contacts).values_list("contact__email", "tag__name")
+        ),
+        "consent": sorted(
+            ConsentRecord.objects.for_org(contact_import.organization_id).values_list(
+                "contact__email", "email_hash", "action", "source", "detail__status"
+            )
         ),
         "rejections": sorted(
             ImportRejection.objects.filter(contact_import=contact_import).values_list("line", "reason", "raw")
