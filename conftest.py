@@ -144,6 +144,12 @@ def smtp_route(settings, smtp_server: SmtpServer) -> SmtpServer:
 def _test_settings(settings, tmp_path: Path) -> Iterator[None]:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MAILBOX_DIR = tmp_path / "mailbox"
+    # Sequences start without a verified sending domain (tests of that check turn it on), and a
+    # DNS check asks a local port where nothing answers, briefly: tests never reach real DNS.
+    settings.REQUIRE_VERIFIED_SENDING_DOMAIN = False
+    settings.DNS_NAMESERVERS = ["127.0.0.1"]
+    settings.DNS_PORT = 9
+    settings.DNS_TIMEOUT_SECONDS = 0.3
     # Sends run in the calling process unless a test starts real workers (send_workers).
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
@@ -216,3 +222,67 @@ def send_workers(tmp_path: Path, smtp_route: SmtpServer) -> Iterator[WorkerProce
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+# SMTP servers that can refuse, for delivery routes ---------------------------------------------
+
+
+class SwitchableHandler(RecordingHandler):
+    """Records like RecordingHandler, with the time each message's DATA ended (`arrivals`), and
+    answers every MAIL FROM with `refusal` while it is set: a server that refuses everything."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refusal: str | None = None
+        self.refuse_after: int | None = None  # refuse once this many messages have arrived
+        self.arrivals: list[float] = []
+        self.mail_commands = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:
+        with self.lock:
+            self.mail_commands += 1
+            full = self.refuse_after is not None and len(self.received) >= self.refuse_after
+        if self.refusal is not None or full:
+            return self.refusal or "421 4.3.2 Service not available, closing channel"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self.lock:
+            self.arrivals.append(time.time())
+            queue_id = f"Q{len(self.arrivals):06d}"
+        await super().handle_DATA(server, session, envelope)
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+class SwitchableSmtpServer(SmtpServer):
+    def __init__(self) -> None:
+        self.handler = SwitchableHandler()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    def refuse(self, reply: str | None = "421 4.3.2 Service not available, closing channel") -> None:
+        """Answer every MAIL FROM with `reply` from now on; None accepts again."""
+        self.handler.refusal = reply
+
+    @property
+    def arrivals(self) -> list[float]:
+        with self.handler.lock:
+            return list(self.handler.arrivals)
+
+
+@pytest.fixture
+def smtp_servers() -> Iterator[Callable[[], SwitchableSmtpServer]]:
+    """Starts SMTP servers on demand (each a route's far end), and stops them afterwards."""
+    started: list[SwitchableSmtpServer] = []
+
+    def start() -> SwitchableSmtpServer:
+        server = SwitchableSmtpServer()
+        server.controller.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.controller.stop()

@@ -15,6 +15,8 @@ v1 = [
     path("", include("subscribers.api_urls")),
     path("", include("subscribers.imports_api_urls")),
     path("", include("organizations.api_urls")),
+    path("", include("delivery.api_urls")),
+    path("", include("deliverability.api_urls")),
 ]
 
 urlpatterns = [

@@ -20,10 +20,13 @@ from typing import Any
 
 from django.conf import settings
 
+from deliverability import verp
+from deliverability.dkim import DkimSigner, signer_for
 from delivery import signing
 from sequences.personalization import CompiledTemplate, contact_context, organization_context
 from sequences.plaintext import html_to_text
 from subscribers.addresses import ascii_address
+from subscribers.links import preferences_url
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 # The href="..." of <a> tags: group 1 is the tag up to the opening quote, 2 the quote, 3 the
@@ -67,7 +70,9 @@ def _crlf(text: str) -> str:
 
 
 def _quoted_printable(text: str) -> str:
-    return binascii.b2a_qp(_crlf(text).encode("utf-8"), istext=True).decode("ascii")
+    # b2a_qp breaks long lines with CRLF only when the text's first line ends in CRLF: a text
+    # of one long line would get bare LF soft breaks, which SMTP servers refuse as one long line.
+    return _crlf(binascii.b2a_qp(_crlf(text).encode("utf-8"), istext=True).decode("ascii"))
 
 
 @dataclass
@@ -81,6 +86,8 @@ class ComposedMessage:
     extra_headers: list[tuple[str, str]]
     links: list[str]
     message_id_header: str
+    # Signs the final bytes (DKIM) when the From domain is a sending domain of the organization.
+    dkim_signer: DkimSigner | None = field(default=None, repr=False)
     _raw: bytes | None = field(default=None, repr=False)
 
     def as_bytes(self) -> bytes:
@@ -109,7 +116,8 @@ class ComposedMessage:
             ]
             # The quoted-printable parts cannot contain the boundary: "=" is always encoded
             # there as "=3D", and the boundary starts with "=_".
-            self._raw = "\r\n".join(lines).encode("ascii")
+            raw = "\r\n".join(lines).encode("ascii")
+            self._raw = self.dkim_signer.sign(raw) if self.dkim_signer is not None else raw
         return self._raw
 
     def smtp_data(self) -> bytes:
@@ -160,6 +168,7 @@ class Skeleton:
         self.text = CompiledTemplate(text_body)
         from_email = ascii_address(from_email)
         self.from_email = from_email
+        self.dkim_signer = signer_for(organization_id=organization_id, from_email=from_email)
         from_name = " ".join(from_name.split())  # no line breaks: they would inject headers
         self.from_header = formataddr((from_name, from_email), charset="utf-8") if from_name else from_email
         self.reply_to = ascii_address(reply_to) if reply_to else ""
@@ -172,16 +181,22 @@ class Skeleton:
             '<div style="margin-top:32px;padding-top:16px;border-top:1px solid #ddd;'
             'font-size:12px;color:#666;font-family:sans-serif">'
             f"{html.escape(organization_name)}<br>{address_html}<br>"
-            '<a href="{unsubscribe}" style="color:#666" ' + NO_TRACK_ATTRIBUTE + ">Unsubscribe</a></div>"
+            '<a href="{unsubscribe}" style="color:#666" ' + NO_TRACK_ATTRIBUTE + ">Unsubscribe</a> · "
+            '<a href="{preferences}" style="color:#666" ' + NO_TRACK_ATTRIBUTE + ">Email preferences</a></div>"
         )
         self.footer_text = (
-            "\n\n-- \n" + organization_name + "\n" + postal_address.strip() + "\nUnsubscribe: {unsubscribe}\n"
+            "\n\n-- \n"
+            + organization_name
+            + "\n"
+            + postal_address.strip()
+            + "\nUnsubscribe: {unsubscribe}\nEmail preferences: {preferences}\n"
         )
 
     def compose(self, recipient: Recipient, *, date_header: str) -> ComposedMessage:
         """Render one message; raises personalization.RenderError for a template that fails."""
         message_id = recipient.message_id
         unsubscribe = unsubscribe_url(message_id, recipient.contact_id)
+        preferences = preferences_url(recipient.contact_id)
         context = {
             "contact": contact_context(
                 email=recipient.email,
@@ -192,6 +207,7 @@ class Skeleton:
             ),
             "organization": self.organization,
             "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences,
         }
         subject = self.subject.render(context)
         body_html = self.html.render(context)
@@ -200,14 +216,18 @@ class Skeleton:
         links = list(self.static_links)
         if self.track_clicks:
             body_html, body_text = self._track_links(message_id, body_html, body_text, unsubscribe, links)
-        footer_html = self.footer_html.replace("{unsubscribe}", html.escape(unsubscribe))
+        footer_html = self.footer_html.replace("{unsubscribe}", html.escape(unsubscribe)).replace(
+            "{preferences}", html.escape(preferences)
+        )
         if self.track_opens:
             footer_html += (
                 f'<img src="{open_pixel_url(message_id)}" width="1" height="1" alt="" '
                 'style="display:block;border:0;width:1px;height:1px">'
             )
         body_html = _insert_before_body_end(body_html, footer_html)
-        body_text = body_text.rstrip("\n") + self.footer_text.replace("{unsubscribe}", unsubscribe)
+        body_text = body_text.rstrip("\n") + self.footer_text.replace("{unsubscribe}", unsubscribe).replace(
+            "{preferences}", preferences
+        )
 
         correlation = signing.sign("correlation", message_id)
         message_id_header = f"<{message_id}.{correlation[:16]}@{settings.MESSAGE_ID_DOMAIN}>"
@@ -223,7 +243,9 @@ class Skeleton:
         if self.reply_to:
             headers.append(("Reply-To", self.reply_to))
         return ComposedMessage(
-            envelope_from=self.from_email,
+            # VERP: a bounce that comes back names its message (deliverability.verp). Previews and
+            # test emails (message 0) bounce to their sender.
+            envelope_from=verp.return_path(message_id) if message_id else self.from_email,
             recipient=recipient.email,
             from_header=self.from_header,
             subject=" ".join(subject.split()),
@@ -232,6 +254,7 @@ class Skeleton:
             extra_headers=headers,
             links=links,
             message_id_header=message_id_header,
+            dkim_signer=self.dkim_signer,
         )
 
     def _mark_static_links(self, html_body: str, text_body: str) -> tuple[str, str]:

@@ -104,7 +104,10 @@ class Message(TenantModel):
     recipient = models.EmailField(max_length=254, blank=True)
     message_id_header = models.CharField(max_length=255, blank=True)
     # The route that accepted it, and the provider's id for it (matches provider webhooks).
-    route = models.ForeignKey(DeliveryRoute, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Not indexed: every send would write the index, and only deleting a route reads by it.
+    route = models.ForeignKey(
+        DeliveryRoute, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     provider_message_id = models.CharField(max_length=255, blank=True, db_default="")
     # The original URLs of the message's tracked links, in order: click tokens carry an index.
     links = models.JSONField(default=list, blank=True)

@@ -18,19 +18,20 @@ import json
 import logging
 import random
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from delivery import signing
+from delivery import policies, ratelimit, routing, signing
 from delivery.composer import ComposedMessage, Recipient, Skeleton
 from delivery.machines import machine_reason
 from delivery.models import Event, Message
@@ -152,9 +153,9 @@ def messages_sweep(*, now: dt.datetime | None = None) -> int:
 
 # Sending -------------------------------------------------------------------------------------
 
-# Outcomes are recorded as a batch goes, so a worker that dies loses (and later resends) at
-# most this many messages' worth of news.
-RECORD_EVERY = 50
+# A batch waits this long for a free connection of a route with max_connections before it
+# tries the next route.
+CONNECTION_SLOT_WAIT_SECONDS = 2.0
 # A route that refuses this many messages in a row for reasons other than the recipient
 # (relay denied, policy) is treated as down: the messages are retried, not failed.
 REJECTIONS_BEFORE_ROUTE_DOWN = 5
@@ -177,15 +178,23 @@ class SendReport:
 
 @dataclass
 class _Outcomes:
-    sent: list[tuple[int, str, str, str, str, str]] = field(default_factory=list)
+    # id, subject, recipient, Message-ID, links (JSON), response, route id, provider's message id
+    sent: list[tuple[int, str, str, str, str, str, int | None, str]] = field(default_factory=list)
     retry: list[tuple[int, int, str]] = field(default_factory=list)  # id, attempts made, response
     deferred: list[int] = field(default_factory=list)  # never tried: the route was down or time ran out
     deferred_because: str = ""
+    deferred_until: dt.datetime | None = None  # when a route can take them again, if known
     bounced: list[tuple[int, str]] = field(default_factory=list)  # id, response
     rejected: list[tuple[int, str]] = field(default_factory=list)  # id, response: refused, not a bounce
     failed: list[tuple[int, str, str]] = field(default_factory=list)  # id, enrollment exit reason, response
     cancelled: list[tuple[int, str]] = field(default_factory=list)  # id, response
     held: list[int] = field(default_factory=list)
+
+    @property
+    def only_sent(self) -> bool:
+        return not (
+            self.retry or self.deferred or self.bounced or self.rejected or self.failed or self.cancelled or self.held
+        )
 
 
 MESSAGE_COLUMNS = (
@@ -260,6 +269,30 @@ def _skeleton(row: dict[str, Any]) -> Skeleton:
 def messages_send(*, message_ids: list[int]) -> SendReport:
     """Send the still-queued messages among `message_ids` over one connection, and record each
     outcome. Safe to call twice with the same ids: a message is claimed by one caller only."""
+    with _commits_without_waiting_for_disk():
+        return _messages_send(message_ids)
+
+
+@contextmanager
+def _commits_without_waiting_for_disk() -> Iterator[None]:
+    """Each accepted message is committed on its own before the next is sent (so a killed worker
+    repeats at most one). Waiting for each of those commits to be flushed to disk would double
+    the database's cost per message. Without the wait, a crash of PostgreSQL itself (not a
+    restart, not a killed worker) can lose its last fraction of a second of records, and those
+    messages are sent again: a duplicate, never a loss."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO OFF")
+    try:
+        yield
+    finally:
+        with suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
+
+
+def _messages_send(message_ids: list[int]) -> SendReport:
     now = timezone.now()
     rows = _claim(message_ids, now)
     if not rows:
@@ -284,65 +317,221 @@ def messages_send(*, message_ids: list[int]) -> SendReport:
             checks.cancelled.append((row["id"], "address is suppressed"))
         else:
             sendable.append(row)
+    # Pause, sunset and frequency caps (delivery/policies.py, which writes its deferrals).
+    verdict = policies.sending_policies_apply(rows=sendable, now=now)
+    sendable = verdict.sendable
+    checks.cancelled += verdict.cancelled
     report = _record(checks, now)
+    report.deferred += verdict.deferred
     for outcomes in _deliver(sendable, now):
         report.add(_record(outcomes, timezone.now()))
     return report
 
 
 def _deliver(rows: list[dict[str, Any]], now: dt.datetime) -> Iterator[_Outcomes]:
-    """Compose and send `rows`, yielding their outcomes every RECORD_EVERY messages.
+    """Compose and send `rows`, each organization's through its own routes (delivery.routing),
+    yielding outcomes as they come.
 
-    Stops taking new messages well before the task's time limit and the lease run out: what is
-    left goes back to the queue untried, rather than being resent by whoever takes it over.
+    Every accepted message is yielded at once, and messages_send records it before this
+    generator goes on to the next: a worker killed mid-batch leaves at most the one message in
+    hand accepted but unrecorded (the sweep releases it and it is sent again). A route that
+    fails hands the messages it did not take to the next route within the batch. Stops taking
+    new messages well before the task's time limit and the lease run out: what is left goes
+    back to the queue untried, rather than being resent by whoever takes it over.
     """
     if not rows:
         return
-    deadline = time.monotonic() + min(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.SEND_LEASE_SECONDS) * 0.75
-    skeletons: dict[tuple[int, int], Skeleton] = {}
-    date_header = format_datetime(now)
-    outcomes = _Outcomes()
-    untried = 0  # index of the first row without an outcome
-    rejections_in_a_row = 0
+    batch = _Batch(now, rows)
+    by_organization: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_organization[row["organization_id"]].append(row)
     try:
-        with open_transport() as transport:
-            for index, row in enumerate(rows):
-                if time.monotonic() > deadline:
-                    break
-                composed = _compose(row, skeletons, date_header, outcomes)
-                if composed is not None:
-                    try:
-                        result = _send_one(transport, composed, row)
-                    except TransportUnavailable as error:
-                        outcomes.retry.append((row["id"], row["attempts"] + 1, str(error)[:1000]))
-                        untried = index + 1
-                        raise
-                    _classify(row, composed, result, outcomes)
-                    rejections_in_a_row = rejections_in_a_row + 1 if result.outcome is Outcome.REJECTED else 0
-                    if rejections_in_a_row >= REJECTIONS_BEFORE_ROUTE_DOWN:
-                        refused = outcomes.rejected[-REJECTIONS_BEFORE_ROUTE_DOWN:]
-                        del outcomes.rejected[-REJECTIONS_BEFORE_ROUTE_DOWN:]
-                        attempts = {row["id"]: row["attempts"] for row in rows[: index + 1]}
-                        outcomes.retry += [(message_id, attempts[message_id] + 1, text) for message_id, text in refused]
-                        untried = index + 1
-                        raise TransportUnavailable(
-                            f"{rejections_in_a_row} messages refused in a row: {result.response}"
-                        )
-                untried = index + 1
-                if untried % RECORD_EVERY == 0:
-                    yield outcomes
-                    outcomes = _Outcomes()
-    except TransportUnavailable as error:
-        logger.warning("route unavailable, %d messages go back to the queue: %s", len(rows) - untried, error)
-        outcomes.deferred_because = f"not tried, the route is unavailable: {error}"[:1000]
+        for organization_rows in by_organization.values():
+            yield from batch.organization_send(organization_rows)
     except SoftTimeLimitExceeded:
         # The message in hand may or may not have been accepted: it keeps its lease and is
-        # released by the sweep; the ones after it go back untried.
-        outcomes.deferred += [row["id"] for row in rows[untried + 1 :]]
+        # released by the sweep; the ones not yet tried go back.
+        outcomes = batch.flush()
+        in_hand = batch.in_hand["id"] if batch.in_hand is not None else None
+        outcomes.deferred += [row["id"] for row in rows if row["id"] not in batch.settled and row["id"] != in_hand]
         yield outcomes
         raise
-    outcomes.deferred += [row["id"] for row in rows[untried:]]
+    outcomes = batch.flush()
+    outcomes.deferred += [row["id"] for row in rows if row["id"] not in batch.settled]
     yield outcomes
+
+
+class _RouteFull(Exception):
+    """The route cannot take more of this batch now (an allowance is used up, or every
+    connection is taken); `until`: when it can again, if known."""
+
+    def __init__(self, reason: str, until: dt.datetime | None) -> None:
+        super().__init__(reason)
+        self.until = until
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+class _Batch:
+    """One send batch on its way out: the outcomes not yet recorded and what each row became."""
+
+    def __init__(self, now: dt.datetime, rows: list[dict[str, Any]]) -> None:
+        self.rows_by_id = {row["id"]: row for row in rows}
+        self.deadline = time.monotonic() + min(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.SEND_LEASE_SECONDS) * 0.75
+        self.skeletons: dict[tuple[int, int], Skeleton] = {}
+        self.date_header = format_datetime(now)
+        self.composed: dict[int, ComposedMessage | None] = {}
+        self.outcomes = _Outcomes()
+        self.settled: set[int] = set()  # rows with an outcome (recorded or about to be)
+        self.in_hand: dict[str, Any] | None = None
+
+    def flush(self) -> _Outcomes:
+        outcomes, self.outcomes = self.outcomes, _Outcomes()
+        return outcomes
+
+    def organization_send(self, rows: list[dict[str, Any]]) -> Iterator[_Outcomes]:
+        """Send one organization's rows through its first route that can take them, then the next."""
+        plan = routing.RoutePlan.load(rows[0]["organization_id"])
+        pending = deque(rows)
+        # Rows a failed route refused (421, repeated rejections): an attempt, if no route takes them.
+        refused_by: dict[int, str] = {}
+        reasons: list[str] = []
+        while pending:
+            target = plan.next_target(timezone.now())
+            if target is None:
+                break
+            try:
+                yield from self._route_send(target, plan, pending, refused_by)
+            except TransportUnavailable as error:
+                row, self.in_hand = self.in_hand, None
+                if row is not None and error.maybe_delivered:
+                    # Handed over in full before the line broke: sending it elsewhere now could
+                    # deliver it twice, so it waits for its retry as today.
+                    self._settle(row)
+                    self.outcomes.retry.append((row["id"], row["attempts"] + 1, str(error)[:1000]))
+                elif row is not None:
+                    pending.appendleft(row)
+                    if not error.throttled:
+                        refused_by[row["id"]] = str(error)[:1000]
+                logger.warning("%s unavailable, %d messages left for the next: %s", target.name, len(pending), error)
+                plan.failed(target, error, throttled=error.throttled, now=timezone.now())
+                reasons.append(f"the route is unavailable: {error}")
+            except _RouteFull as full:
+                plan.drop(target, until=full.until)
+                reasons.append(f"{target.name} cannot take more now: {full}")
+            except _OutOfTime:
+                return
+        if not pending or time.monotonic() > self.deadline:
+            return
+        soonest = timezone.now() + dt.timedelta(seconds=1)
+        left = _Outcomes(deferred_until=max(plan.retry_at, soonest) if plan.retry_at else None)
+        for row in pending:
+            self._settle(row)
+            if row["id"] in refused_by:
+                left.retry.append((row["id"], row["attempts"] + 1, refused_by[row["id"]]))
+            else:
+                left.deferred.append(row["id"])
+        because = reasons[-1] if reasons else "every route is resting or its circuit is open"
+        left.deferred_because = f"not tried, {because}"[:1000]
+        logger.warning("%d messages go back to the queue: %s", len(left.deferred), because)
+        yield left
+
+    def _route_send(
+        self, target: routing.Target, plan: routing.RoutePlan, pending: deque, refused_by: dict[int, str]
+    ) -> Iterator[_Outcomes]:
+        route_id = target.route.pk if target.route is not None else None
+        rejections_in_a_row = 0
+        with self._connection_slot(target), open_transport(target.config) as transport:
+            while pending:
+                if time.monotonic() > self.deadline:
+                    raise _OutOfTime
+                row = pending[0]
+                composed = self._compose(row)
+                if composed is None:
+                    pending.popleft()
+                    continue
+                token = self._permit(target)
+                self.in_hand = pending.popleft()
+                try:
+                    result = _send_one(transport, composed, row)
+                finally:
+                    if token is not None:
+                        ratelimit.send_done(target.limits, token)
+                self.in_hand = None
+                if result.outcome is Outcome.THROTTLED:
+                    pending.appendleft(row)
+                    raise TransportUnavailable(result.response, throttled=True)
+                plan.succeeded(target, timezone.now())
+                self._settle(row)
+                _classify(row, composed, result, self.outcomes, route_id)
+                if result.outcome is Outcome.ACCEPTED:
+                    yield self.flush()
+                rejections_in_a_row = rejections_in_a_row + 1 if result.outcome is Outcome.REJECTED else 0
+                if rejections_in_a_row >= REJECTIONS_BEFORE_ROUTE_DOWN:
+                    # The route refuses everything (relay denied, account blocked): these are
+                    # not the messages' fault, so they go on to the next route or are retried.
+                    refused = self.outcomes.rejected[-REJECTIONS_BEFORE_ROUTE_DOWN:]
+                    del self.outcomes.rejected[-REJECTIONS_BEFORE_ROUTE_DOWN:]
+                    for message_id, text in reversed(refused):
+                        self.settled.discard(message_id)
+                        refused_by[message_id] = text
+                        pending.appendleft(self.rows_by_id[message_id])
+                    raise TransportUnavailable(f"{rejections_in_a_row} messages refused in a row: {result.response}")
+
+    def _settle(self, row: dict[str, Any]) -> None:
+        self.settled.add(row["id"])
+
+    def _compose(self, row: dict[str, Any]) -> ComposedMessage | None:
+        """Composed once per batch: a message that moves to the next route stays the same."""
+        if row["id"] not in self.composed:
+            self.composed[row["id"]] = _compose(row, self.skeletons, self.date_header, self.outcomes)
+            if self.composed[row["id"]] is None:
+                self.settled.add(row["id"])
+        return self.composed[row["id"]]
+
+    def _permit(self, target: routing.Target) -> str | None:
+        """Wait for the route's per-second limit; _RouteFull when an allowance is used up."""
+        limits = target.limits
+        if limits is None or not limits.limits_sending:
+            return None
+        while True:
+            try:
+                decision = ratelimit.send_permit(limits)
+            except ratelimit.LimiterUnavailable as error:
+                raise _RouteFull(f"its rate limits cannot be checked: {error}", None) from error
+            if decision.token is not None:
+                return decision.token
+            if decision.exhausted_until is not None:
+                raise _RouteFull(f"its {decision.reason} is used up", decision.exhausted_until)
+            if time.monotonic() + decision.wait > self.deadline:
+                raise _OutOfTime
+            time.sleep(min(decision.wait, 0.25) + 0.0005)
+
+    @contextmanager
+    def _connection_slot(self, target: routing.Target) -> Iterator[None]:
+        limits = target.limits
+        if limits is None or not limits.max_connections:
+            yield
+            return
+        waiting_until = time.monotonic() + CONNECTION_SLOT_WAIT_SECONDS
+        try:
+            token = ratelimit.connection_acquire(limits, lease=settings.SEND_LEASE_SECONDS)
+            while token is None and time.monotonic() < waiting_until:
+                time.sleep(0.05)
+                token = ratelimit.connection_acquire(limits, lease=settings.SEND_LEASE_SECONDS)
+        except ratelimit.LimiterUnavailable as error:
+            raise _RouteFull(f"its connections cannot be counted: {error}", None) from error
+        if token is None:
+            raise _RouteFull(
+                f"all its {limits.max_connections} connections are in use",
+                timezone.now() + dt.timedelta(seconds=CONNECTION_SLOT_WAIT_SECONDS),
+            )
+        try:
+            yield
+        finally:
+            ratelimit.connection_release(limits, token)
 
 
 def _compose(
@@ -385,7 +574,9 @@ def _send_one(transport: Any, composed: ComposedMessage, row: dict[str, Any]) ->
         return SendResult(Outcome.TRANSIENT, f"send failed: {error}")
 
 
-def _classify(row: dict[str, Any], composed: ComposedMessage, result: SendResult, outcomes: _Outcomes) -> None:
+def _classify(
+    row: dict[str, Any], composed: ComposedMessage, result: SendResult, outcomes: _Outcomes, route_id: int | None
+) -> None:
     if result.outcome is Outcome.ACCEPTED:
         outcomes.sent.append(
             (
@@ -395,6 +586,8 @@ def _classify(row: dict[str, Any], composed: ComposedMessage, result: SendResult
                 composed.message_id_header,
                 json.dumps(composed.links),
                 result.response[:1000],
+                route_id,
+                result.provider_message_id[:255],
             )
         )
     elif result.outcome is Outcome.PERMANENT:
@@ -411,35 +604,45 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=seconds * random.uniform(0.9, 1.1))
 
 
-def _update_sent(rows: list[tuple[int, str, str, str, str, str]], now: dt.datetime) -> None:
-    """Record successful sends with one statement (UPDATE ... FROM VALUES), whatever the count."""
+def _update_sent(rows: list[tuple[int, str, str, str, str, str, int | None, str]], now: dt.datetime) -> None:
+    """Record successful sends, one plain UPDATE each (they come one at a time, as accepted)."""
     table = connection.ops.quote_name(Message._meta.db_table)
-    links = "v.column5::jsonb" if connection.vendor == "postgresql" else "v.column5"
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
-        placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
-        sql = (
-            f"UPDATE {table} SET status = %s, sent_at = %s, lease_expires_at = NULL, attempts = attempts + 1, "
-            f"subject = v.column2, recipient = v.column3, message_id_header = v.column4, links = {links}, "
-            f"response = v.column6 FROM (VALUES {placeholders}) AS v WHERE {table}.id = v.column1 "
-            f"AND {table}.status = %s"
-        )
-        params: list[Any] = [Message.Status.SENT, now]
-        for row in chunk:
-            params.extend(row)
-        params.append(Message.Status.SENDING)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+    links = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    sql = (
+        f"UPDATE {table} SET status = %s, sent_at = %s, lease_expires_at = NULL, attempts = attempts + 1, "
+        f"subject = %s, recipient = %s, message_id_header = %s, links = {links}, response = %s, route_id = %s, "
+        "provider_message_id = %s WHERE id = %s AND status = %s"
+    )
+    with connection.cursor() as cursor:
+        for message_id, subject, recipient, message_id_header, links_json, response, route_id, provider_id in rows:
+            cursor.execute(
+                sql,
+                [
+                    Message.Status.SENT,
+                    now,
+                    subject,
+                    recipient,
+                    message_id_header,
+                    links_json,
+                    response,
+                    route_id,
+                    provider_id,
+                    message_id,
+                    Message.Status.SENDING,
+                ],
+            )
 
 
 def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
     """Write outcomes. Only rows this worker still holds ("sending") are touched, and each kind
     commits on its own: a bounce that has to wait for locks never holds back the sent ones."""
     report = SendReport()
-    mine = Message.objects.filter(status=Message.Status.SENDING)
     if outcomes.sent:
         _update_sent(outcomes.sent, now)
         report.sent = len(outcomes.sent)
+    if outcomes.only_sent:
+        return report  # the common case, once per accepted message: nothing else to build queries for
+    mine = Message.objects.filter(status=Message.Status.SENDING)
     if outcomes.held:
         with transaction.atomic():
             held = mine.filter(id__in=outcomes.held)
@@ -456,7 +659,7 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
         mine.filter(id__in=outcomes.deferred).update(
             status=Message.Status.QUEUED,
             lease_expires_at=None,
-            next_attempt_at=now + dt.timedelta(seconds=settings.SEND_RETRY_BASE_SECONDS),
+            next_attempt_at=outcomes.deferred_until or now + dt.timedelta(seconds=settings.SEND_RETRY_BASE_SECONDS),
             response=outcomes.deferred_because or "not tried: the batch ran out of time",
         )
         report.deferred = len(outcomes.deferred)
@@ -516,6 +719,9 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
             ):
                 message_bounced(message=message, detail=response)
         report.bounced += 1
+    # Temporary refusals that say the mailbox is full count towards the address's soft-bounce limit.
+    messages_soft_bounced(replies=[(message_id, response) for message_id, _, response in outcomes.retry])
+    messages_soft_bounced(replies=outcomes.rejected)
     return report
 
 
@@ -534,7 +740,10 @@ def event_record(
     is_machine: bool = False,
     machine_reason: str = "",
     detail: str = "",
+    dedupe_key: str = "",
 ) -> Event:
+    """Write an event. A `dedupe_key` (reported events) is unique per organization: a second
+    event with the same key raises IntegrityError."""
     return Event.objects.create(
         organization_id=contact.organization_id,
         message=message,
@@ -547,15 +756,26 @@ def event_record(
         is_machine=is_machine,
         machine_reason=machine_reason,
         detail=detail,
+        dedupe_key=dedupe_key,
     )
 
 
-@transaction.atomic
 def message_bounced(*, message: Message, detail: str) -> None:
-    """A permanent delivery failure: the contact becomes unmailable and leaves every sequence."""
-    contact = Contact.objects.get(pk=message.contact_id)
-    subscriber_services.contact_mark_bounced(contact=contact, detail=detail)
-    event_record(message=message, contact=contact, type=Event.Type.BOUNCE, detail=detail)
+    """A permanent refusal of the address while sending, applied as every delivery report is
+    (deliverability.reports): a hard bounce makes the contact unmailable and ends its
+    enrollments; one the classifier calls soft counts towards the address's limit."""
+    # Imported when called: deliverability builds on delivery, and the import graph stays one-way.
+    from deliverability import reports
+
+    reports.smtp_refusal_apply(message=message, response=detail)
+
+
+def messages_soft_bounced(*, replies: list[tuple[int, str]]) -> None:
+    """Count refusals (message id, reply) that say the mailbox is full as soft bounces."""
+    if replies:
+        from deliverability import reports
+
+        reports.smtp_mailbox_states_apply(replies=replies)
 
 
 # Tracking ------------------------------------------------------------------------------------
@@ -633,7 +853,9 @@ def unsubscribe_target(*, token: str) -> UnsubscribeTarget | None:
 def unsubscribe_by_link(*, target: UnsubscribeTarget, request: TrackedRequest, one_click: bool) -> bool:
     """Unsubscribe through a link in a message; True when the contact was mailable until now."""
     source = "one-click (RFC 8058)" if one_click else "unsubscribe page"
-    changed = subscriber_services.contact_unsubscribe(contact=target.contact, source=source)
+    changed = subscriber_services.contact_unsubscribe(
+        contact=target.contact, source=source, ip=request.ip, user_agent=request.user_agent
+    )
     if changed:
         event_record(
             message=target.message,
@@ -674,12 +896,22 @@ def template_send_test(
         to=address,
         subject_prefix="[Test] ",
     )
-    with open_transport() as transport:
-        try:
-            result = transport.send(composed, organization_id=organization.pk)
-        except TransportUnavailable:
-            raise
-        except Exception as error:  # a provider's own error type: report it, as a send would
-            logger.exception("test email of template %s could not be handed to the route", template.pk)
-            result = SendResult(Outcome.TRANSIENT, f"send failed: {error}")
+    plan = routing.RoutePlan.load(organization.pk)
+    target = plan.next_target(timezone.now())
+    if target is None:
+        raise TransportUnavailable("no route of this organization can take mail now (circuits open or resting)")
+    try:
+        with open_transport(target.config) as transport:
+            try:
+                result = transport.send(composed, organization_id=organization.pk)
+            except TransportUnavailable:
+                raise
+            except Exception as error:  # a provider's own error type: report it, as a send would
+                logger.exception("test email of template %s could not be handed to the route", template.pk)
+                result = SendResult(Outcome.TRANSIENT, f"send failed: {error}")
+    except TransportUnavailable as error:
+        plan.failed(target, error, throttled=error.throttled, now=timezone.now())
+        raise
+    if result.outcome is not Outcome.THROTTLED:
+        plan.succeeded(target, timezone.now())
     return composed, result

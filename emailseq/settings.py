@@ -184,6 +184,14 @@ SEND_DISPATCH_GRACE_SECONDS = env_int("SEND_DISPATCH_GRACE_SECONDS", 120, minimu
 SEND_LEASE_SECONDS = env_int("SEND_LEASE_SECONDS", 600, minimum=10)
 SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 8, minimum=1)
 SEND_RETRY_BASE_SECONDS = env_int("SEND_RETRY_BASE_SECONDS", 60, minimum=1)
+# Delivery routes (delivery.routing): a route's circuit opens after this many connection
+# failures or throttling replies in a row, lets one probe through after the cool-down, and
+# doubles the cool-down after each failed probe up to the maximum. A throttled route rests for
+# ROUTE_THROTTLE_PAUSE_SECONDS and then sends at a reduced share of its per-second limit.
+ROUTE_CIRCUIT_FAILURES = env_int("ROUTE_CIRCUIT_FAILURES", 3, minimum=1)
+ROUTE_CIRCUIT_COOLDOWN_SECONDS = env_float("ROUTE_CIRCUIT_COOLDOWN_SECONDS", 60.0, minimum=0.1)
+ROUTE_CIRCUIT_MAX_COOLDOWN_SECONDS = env_float("ROUTE_CIRCUIT_MAX_COOLDOWN_SECONDS", 3600.0, minimum=0.1)
+ROUTE_THROTTLE_PAUSE_SECONDS = env_float("ROUTE_THROTTLE_PAUSE_SECONDS", 60.0, minimum=0.1)
 
 # Celery: with REDIS_URL a real broker and workers; without it, tasks run in the calling
 # process (the scheduler thread of `manage.py serve`, or `manage.py tick`).
@@ -275,6 +283,8 @@ SPECTACULAR_SETTINGS = {
         "EnrollmentStatusEnum": "sequences.models.Enrollment.Status",
         "ContactStatusEnum": "subscribers.models.Contact.Status",
         "MessageStatusEnum": "delivery.models.Message.Status",
+        "StepKindEnum": "sequences.models.Step.Kind",
+        "DeliveryRouteKindEnum": "delivery.models.DeliveryRoute.Kind",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -292,12 +302,21 @@ MEDIA_URL = "media/"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024, minimum=1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 IMPORT_MAX_FILE_BYTES = env_int("IMPORT_MAX_FILE_BYTES", 512 * 1024 * 1024, minimum=1024)
-IMPORT_CHUNK_ROWS = env_int("IMPORT_CHUNK_ROWS", 5_000, minimum=1)
+IMPORT_CHUNK_ROWS = env_int("IMPORT_CHUNK_ROWS", 20_000, minimum=1)
 IMPORT_LEASE_SECONDS = env_int("IMPORT_LEASE_SECONDS", 300, minimum=10)
 
 # Templates: limits that bound rendering time and size.
 TEMPLATE_LOOP_LIMIT = env_int("TEMPLATE_LOOP_LIMIT", 10_000, minimum=1)
 TEMPLATE_OUTPUT_LIMIT_BYTES = env_int("TEMPLATE_OUTPUT_LIMIT_BYTES", 512_000, minimum=1024)
+
+# Consent: public sign-up forms with double opt-in (subscribers.consent). Sign-ups are
+# cross-site POSTs without CSRF tokens, so each client address gets a budget per hour and each
+# address at most a few confirmation emails a day (counted in the cache).
+CONFIRMATION_LINK_DAYS = env_int("CONFIRMATION_LINK_DAYS", 7, minimum=1)
+SUBSCRIBE_REQUESTS_PER_IP_PER_HOUR = env_int("SUBSCRIBE_REQUESTS_PER_IP_PER_HOUR", 30, minimum=1)
+CONFIRMATION_EMAILS_PER_ADDRESS_PER_DAY = env_int("CONFIRMATION_EMAILS_PER_ADDRESS_PER_DAY", 3, minimum=1)
+# Sender of confirmation emails; its display name is the organization's name.
+TRANSACTIONAL_FROM_EMAIL = env_str("TRANSACTIONAL_FROM_EMAIL", "")
 
 # Mail.
 EMAIL = parse_email_url("EMAIL_URL", env_str("EMAIL_URL", "") or None, mailbox_default=VAR_DIR / "mailbox")
@@ -320,6 +339,41 @@ elif EMAIL.kind == "console":
 else:
     EMAIL_BACKEND = "delivery.mailbox.CaptureEmailBackend"
 MAILBOX_DIR = Path(EMAIL.mailbox_dir) if EMAIL.kind == "capture" else VAR_DIR / "mailbox"
+
+# Sending domains (deliverability): a sequence starts only with a sender on a verified domain of
+# its organization, unless this is off. Off by default while mail is captured or printed (it
+# never reaches an inbox, so DNS has nothing to say about it); on as soon as EMAIL_URL sends.
+REQUIRE_VERIFIED_SENDING_DOMAIN = env_bool("REQUIRE_VERIFIED_SENDING_DOMAIN", EMAIL.kind in ("smtp", "anymail"))
+# What the SPF record of a sending domain must name for our route: include:<each SPF_INCLUDE>,
+# ip4:/ip6:<each SPF_IP>. Both empty: the check can only say whether there is an SPF record.
+SPF_INCLUDE = env_list("SPF_INCLUDE", [])
+SPF_IP = env_list("SPF_IP", [])
+# The rua= address suggested for DMARC aggregate reports; empty: dmarc-reports@<the domain>.
+DMARC_REPORT_ADDRESS = env_str("DMARC_REPORT_ADDRESS", "")
+# DNS checks: nameservers to ask (empty: the system's), their port, and the time one check may take.
+DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+DNS_PORT = env_int("DNS_PORT", 53, minimum=1, maximum=65535)
+DNS_TIMEOUT_SECONDS = env_float("DNS_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+
+# Bounces: each message's envelope sender is bounce+<signed id>@BOUNCE_DOMAIN, a domain whose MX
+# is `manage.py bounce_server`, which also takes ARF complaints sent to any address there or to
+# BOUNCE_COMPLAINT_ADDRESSES (feedback-loop addresses registered elsewhere).
+BOUNCE_DOMAIN = env_str("BOUNCE_DOMAIN", MESSAGE_ID_DOMAIN).lower().rstrip(".")
+BOUNCE_COMPLAINT_ADDRESSES = [address.lower() for address in env_list("BOUNCE_COMPLAINT_ADDRESSES", [])]
+BOUNCE_MAX_MESSAGE_BYTES = env_int("BOUNCE_MAX_MESSAGE_BYTES", 10 * 1024 * 1024, minimum=64 * 1024)
+# Provider webhooks (/webhooks/anymail/<esp>/tracking/): HTTP basic-auth "user:password" pairs
+# (several while rotating), and each provider's own signing key as ANYMAIL_<ESP>_<SETTING>
+# (ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY, ANYMAIL_POSTAL_WEBHOOK_KEY, ...).
+_webhook_secrets = env_list("ANYMAIL_WEBHOOK_SECRET", [])
+ANYMAIL = {
+    **(ANYMAIL if EMAIL.kind == "anymail" else {}),
+    **{
+        name.removeprefix("ANYMAIL_"): value
+        for name, value in os.environ.items()
+        if name.startswith("ANYMAIL_") and name != "ANYMAIL_WEBHOOK_SECRET"
+    },
+    **({"WEBHOOK_SECRET": _webhook_secrets} if _webhook_secrets else {}),
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

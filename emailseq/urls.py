@@ -11,6 +11,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("api.urls")),
     path("", include("delivery.urls")),
+    path("", include("subscribers.urls")),
+    # Provider tracking and inbound webhooks, applied by deliverability.webhooks.
+    path("webhooks/anymail/", include("anymail.urls")),
 ]
 
 handler500 = "emailseq.views.server_error"

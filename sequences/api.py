@@ -755,6 +755,7 @@ class EnrollInput(serializers.Serializer):
 
 SKIP_REASONS = (
     services.SkipReason.NOT_MAILABLE,
+    services.SkipReason.AWAITING_CONFIRMATION,
     services.SkipReason.SUPPRESSED,
     services.SkipReason.ALREADY_ENROLLED,
     services.SkipReason.ALREADY_COMPLETED,
@@ -763,6 +764,9 @@ SKIP_REASONS = (
 
 class SkipReasonsOutput(serializers.Serializer):
     not_mailable = serializers.IntegerField(help_text="Unsubscribed, bounced or complained.")
+    awaiting_confirmation = serializers.IntegerField(
+        help_text="Signed up through a double opt-in form and not confirmed yet."
+    )
     suppressed = serializers.IntegerField(help_text="The address is on the suppression list.")
     already_enrolled = serializers.IntegerField(help_text="Already going through this sequence.")
     already_went_through = serializers.IntegerField(help_text="Went through it before and re-entry is not allowed.")

@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
+from deliverability import selectors as deliverability_selectors
 from delivery.models import Message
 from sequences.conditions import property_matches
 from sequences.models import EmailTemplate, Enrollment, Sequence, Step, all_weekdays
@@ -170,12 +171,19 @@ def _activation_problems(sequence: Sequence) -> list[str]:
     steps = list(sequence.steps.select_related("template"))
     if not steps:
         problems.append("The sequence has no steps.")
+    email_templates = []
     for step in steps:
         if step.kind == Step.Kind.EMAIL:
             try:
                 step.template.full_clean()
             except ValidationError as error:
                 problems.append(f"Step {step.position}: template {step.template} is invalid: {error.messages}")
+            else:
+                email_templates.append((step.position, step.template))
+    # Compliance: sender domain verified, an unsubscribe link in every email, a postal address.
+    problems += deliverability_selectors.activation_problems(
+        organization=sequence.organization, from_email=sequence.from_email, email_templates=email_templates
+    )
     return problems
 
 
@@ -424,6 +432,8 @@ class EnrollmentReport:
 
 class SkipReason:
     NOT_MAILABLE = "not_mailable"
+    # Signed up through a form and not confirmed yet (double opt-in): no mail until confirmed.
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
     SUPPRESSED = "suppressed"
     ALREADY_ENROLLED = "already_enrolled"
     ALREADY_COMPLETED = "already_went_through"
@@ -444,6 +454,8 @@ def _eligible(sequence: Sequence, contacts: Iterable[Contact], report: Enrollmen
     for contact in contacts:
         if contact.organization_id != sequence.organization_id:
             report.skipped[SkipReason.OTHER_ORGANIZATION] += 1
+        elif contact.status == Contact.Status.PENDING:
+            report.skipped[SkipReason.AWAITING_CONFIRMATION] += 1
         elif contact.status != Contact.Status.ACTIVE:
             report.skipped[SkipReason.NOT_MAILABLE] += 1
         else:

@@ -43,6 +43,10 @@ class Contact(TenantModel):
         COMPLAINED = "complained", "Complained"
         PENDING = "pending", "Awaiting confirmation"
 
+    # Not indexed alone: contact_email_unique_per_org and contact_org_status_idx lead with it.
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     email = models.EmailField(max_length=254, help_text="Stored normalized: trimmed, lower-case, ASCII domain.")
     first_name = models.CharField(max_length=150, blank=True)
     last_name = models.CharField(max_length=150, blank=True)
@@ -268,8 +272,10 @@ class SubscribeForm(TenantModel):
 class ConsentRecord(TenantModel):
     """One change of a person's consent: who, what, when, through what, from where, having read what.
 
-    Append-only. Written by subscribers.services.consent_record and nothing else. Keeps the
-    address's hash, so it survives erasure of the contact without personal data.
+    Append-only. Written by subscribers.services.consent_record (one) and consent_records_add
+    (many), and set-based by the CSV import's PostgreSQL writer (subscribers.import_writers),
+    which writes one per contact it creates in the chunk's own statement. Keeps the address's
+    hash, so it survives erasure of the contact without personal data.
     """
 
     class Action(models.TextChoices):
@@ -283,8 +289,13 @@ class ConsentRecord(TenantModel):
         ERASE = "erase", "Erased"
 
     id = models.BigAutoField(primary_key=True)
+    # Not indexed alone: consent_address_idx and consent_contact_idx lead with organization and
+    # contact, and an import writes a record per contact.
+    organization = models.ForeignKey(
+        "organizations.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     contact = models.ForeignKey(
-        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="consent_records"
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="consent_records", db_index=False
     )
     email_hash = models.CharField(max_length=64, help_text="SHA-256 of the normalized address.")
     action = models.CharField(max_length=16, choices=Action.choices)
@@ -293,8 +304,9 @@ class ConsentRecord(TenantModel):
     user_agent = models.CharField(max_length=512, blank=True)
     wording = models.TextField(blank=True, help_text="What the person was shown when they acted.")
     detail = models.JSONField(default=dict, blank=True)
+    # Mostly empty; only deleting a user reads by it.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     occurred_at = models.DateTimeField()
 

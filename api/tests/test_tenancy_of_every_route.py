@@ -76,6 +76,16 @@ ROUTES: dict[str, Walk] = {
     "api:contact-gdpr-export": Walk(),
     "api:contact-erase": Walk(),
     "api:contact-unsubscribe": Walk(),
+    "api:contact-consent": Walk(),
+    "api:subscribe-form-collection": Walk(
+        body={"POST": lambda ids: {"name": "Bravo form", "consent_wording": "Yes", "list_id": ids["list_id"]}}
+    ),
+    "api:subscribe-form-item": Walk(
+        body={
+            "PUT": lambda ids: {"name": "Bravo form", "consent_wording": "Yes", "list_id": ids["list_id"]},
+            "PATCH": lambda ids: {"list_id": ids["list_id"]},
+        }
+    ),
     "api:list-collection": Walk(),
     "api:list-item": Walk(),
     "api:list-contacts": Walk(),
@@ -124,6 +134,12 @@ ROUTES: dict[str, Walk] = {
     "api:member-collection": Walk(),
     "api:member-item": Walk(),
     "api:organization": Walk(),
+    "api:delivery-route-collection": Walk(),
+    "api:delivery-route-item": Walk(),
+    "api:delivery-route-reset": Walk(),
+    "api:sending-domain-collection": Walk(),
+    "api:sending-domain-item": Walk(),
+    "api:sending-domain-verify": Walk(),
 }
 
 OPERATIONS = api_operations()
@@ -182,8 +198,11 @@ def _text(response: Any) -> str:
 
 
 def _expected(who: str, operation: Operation) -> int:
-    # Keys never manage keys, members or the organization: refused before any lookup.
-    manages = operation.name.startswith(("api:api-key", "api:member", "api:organization"))
+    # Keys never manage keys, members, the organization, its sending domains or delivery routes:
+    # refused before any lookup.
+    manages = operation.name.startswith(("api:api-key", "api:member", "api:organization")) or (
+        operation.name.startswith(("api:sending-domain", "api:delivery-route")) and operation.method != "GET"
+    )
     return (
         403
         if who == "write key" and manages and (operation.name, operation.method) != ("api:organization", "GET")

@@ -23,6 +23,7 @@ from deliverability.tests.bounce_mail import CORPUS
 from deliverability.webhooks import webhook_secret_check
 from delivery.models import Event, Message
 from delivery.tests.factories import BROWSER, MessageFactory, email_sequence, email_step, enrollment_for
+from emailseq.environment import EmailConfig
 from organizations.tests.factories import OrganizationFactory
 from subscribers.addresses import email_hash
 from subscribers.models import Contact, Suppression
@@ -387,9 +388,15 @@ def test_a_dsn_received_by_a_providers_inbound_webhook_is_applied_like_one_recei
     assert (report.source, report.classification, report.status) == ("inbound", "hard", "5.1.1")
 
 
-def test_a_deployment_without_a_webhook_secret_is_warned_about(settings) -> None:
+def test_a_deployment_sending_through_a_provider_without_a_webhook_secret_is_warned_about(settings) -> None:
+    settings.EMAIL = EmailConfig(kind="anymail", anymail_backend="anymail.backends.mailgun.EmailBackend")
     settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY}
     assert [warning.id for warning in webhook_secret_check(None)] == ["deliverability.W001"]
+
+    settings.EMAIL = EmailConfig(kind="smtp", host="smtp.example.com", port=25)
+    assert webhook_secret_check(None) == []
+
+    settings.EMAIL = EmailConfig(kind="anymail", anymail_backend="anymail.backends.mailgun.EmailBackend")
 
     settings.ANYMAIL = {"WEBHOOK_SECRET": [WEBHOOK_SECRET]}
     assert webhook_secret_check(None) == []

@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.conf import settings
 
 from delivery.tests.factories import captured_mail, email_sequence, send, write_messages
 from organizations.tests.factories import OrganizationFactory
+from subscribers.links import preferences_url
+from subscribers.models import Contact
 from subscribers.tests.factories import ContactFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("capture_route")]
@@ -24,6 +27,11 @@ def mail():
     assert send(message).sent == 1
     [mail] = captured_mail(organization.pk)
     return mail
+
+
+def preferences_link(mail) -> str:
+    [contact] = Contact.objects.filter(email=mail["To"])
+    return preferences_url(contact.pk)
 
 
 def unsubscribe_link(mail) -> str:
@@ -42,10 +50,18 @@ def test_html_footer_carries_the_escaped_name_the_postal_address_and_the_unsubsc
     assert body.index("Smith &amp; Sons") < body.lower().rindex("</body>")
 
 
-def test_text_footer_carries_the_name_the_postal_address_and_the_unsubscribe_link(mail) -> None:
+def test_text_footer_carries_the_name_the_postal_address_and_the_unsubscribe_and_preference_links(mail) -> None:
     text = mail.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
     assert text.endswith(
         "-- \nSmith & Sons <Outfitters>\n12 Harbour Road\nUnit 4\n\nPortsmouth PO1 2AB\n"
-        f"Unsubscribe: {unsubscribe_link(mail)}\n"
+        f"Unsubscribe: {unsubscribe_link(mail)}\nEmail preferences: {preferences_link(mail)}\n"
     )
+
+
+def test_the_preference_link_of_the_footer_opens_the_contacts_preference_page(mail, client) -> None:
+    body = mail.get_body(preferencelist=("html",)).get_content()
+
+    assert f'<a href="{preferences_link(mail)}"' in body
+    page = client.get(preferences_link(mail).removeprefix(settings.BASE_URL))
+    assert page.status_code == 200 and mail["To"] in page.content.decode()

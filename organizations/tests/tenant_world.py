@@ -14,16 +14,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from api.models import IdempotencyRecord
+from deliverability.models import BounceReport
+from deliverability.tests.factories import SendingDomainFactory
 from delivery.models import Event
-from delivery.tests.factories import EventFactory, MessageFactory, enrollment_for
+from delivery.tests.factories import DeliveryRouteFactory, EventFactory, MessageFactory, enrollment_for
 from organizations.models import ApiKey, Membership, Organization
 from organizations.services import api_key_create
 from organizations.tests.factories import OrganizationFactory, member
 from sequences.models import Step
 from sequences.tests.factories import EmailTemplateFactory, SequenceFactory, StepFactory
 from subscribers import services as subscriber_services
-from subscribers.models import ContactEvent, ContactImport, Suppression
-from subscribers.tests.factories import ContactFactory, ContactListFactory, TagFactory
+from subscribers.addresses import email_hash
+from subscribers.models import ConsentRecord, ContactEvent, ContactImport, Suppression
+from subscribers.tests.factories import ContactFactory, ContactListFactory, SubscribeFormFactory, TagFactory
 
 
 @dataclass
@@ -80,6 +83,29 @@ def build_tenant(marker: str) -> Tenant:
         fingerprint="0" * 64,
         status_code=201,
     )
+    sending_domain = SendingDomainFactory(organization=organization, domain=f"{marker}.example")
+    route = DeliveryRouteFactory(organization=organization, name=f"{marker} route")
+    bounce_report = BounceReport.objects.create(
+        organization=organization,
+        message=message,
+        contact=contact,
+        source=BounceReport.Source.INBOUND,
+        classification=BounceReport.Classification.SOFT,
+        recipient_hash=email_hash(contact.email),
+        status="4.2.2",
+        reason="mailboxfull",
+        dedupe_key=f"{marker}-report",
+        received_at=timezone.now(),
+    )
+    subscribe_form = SubscribeFormFactory(organization=organization, name=f"{marker} form", contact_list=contact_list)
+    consent_record = ConsentRecord.objects.create(
+        organization=organization,
+        contact=contact,
+        email_hash=email_hash(contact.email),
+        action=ConsentRecord.Action.SUBSCRIBE,
+        source=f"{marker}-form",
+        occurred_at=timezone.now(),
+    )
     rows = {
         Organization: organization,
         Membership: membership,
@@ -97,6 +123,11 @@ def build_tenant(marker: str) -> Tenant:
         ContactEvent: custom_event,
         ContactImport: contact_import,
         IdempotencyRecord: idempotency_record,
+        type(sending_domain): sending_domain,
+        type(route): route,
+        BounceReport: bounce_report,
+        type(subscribe_form): subscribe_form,
+        ConsentRecord: consent_record,
     }
     return Tenant(marker=marker, organization=organization, owner=owner, suppressed_email=suppressed_email, rows=rows)
 

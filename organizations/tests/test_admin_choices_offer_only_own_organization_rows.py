@@ -108,9 +108,12 @@ def test_form_choices_offer_the_own_organizations_rows_and_none_of_another(
     response = client.get(url)
 
     if page == "add" and response.status_code == 403:
-        # Only records nobody adds by hand (messages, events, imports, idempotency records), keys
-        # (made where their secret can be shown once) and organizations refuse the page.
+        # Only records nobody adds by hand (messages, events, imports, idempotency records, bounce
+        # reports, consent records), keys (made where their secret can be shown once) and
+        # organizations refuse the page.
         assert model._meta.label in (
+            "deliverability.BounceReport",
+            "subscribers.ConsentRecord",
             "delivery.Message",
             "delivery.Event",
             "organizations.Organization",

@@ -11,7 +11,7 @@ from sequences import services
 from sequences.models import Enrollment, Sequence
 from sequences.tests.helpers import draft_sequence, email_step
 from subscribers import services as subscriber_services
-from subscribers.models import Suppression
+from subscribers.models import Contact, Suppression
 from subscribers.tests.factories import ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db
@@ -47,18 +47,20 @@ def test_contacts_are_enrolled_by_id_and_the_others_counted_by_reason(client, or
         organization=organization, email=suppressed.email, reason=Suppression.Reason.MANUAL
     )
     services.enrollment_create(sequence=sequence, contact=again)
+    unconfirmed = ContactFactory(organization=organization, status=Contact.Status.PENDING)
 
     response = client.post(
         subscribers_of(sequence),
-        {"contact_ids": [fresh.pk, fresh.pk, again.pk, gone.pk, suppressed.pk]},
+        {"contact_ids": [fresh.pk, fresh.pk, again.pk, gone.pk, suppressed.pk, unconfirmed.pk]},
         format="json",
     )
 
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert body["enrolled"] == 1 and body["skipped"] == 4
+    assert body["enrolled"] == 1 and body["skipped"] == 5
     assert body["skipped_reasons"] == {
         "not_mailable": 1,
+        "awaiting_confirmation": 1,
         "suppressed": 1,
         "already_enrolled": 1,
         "already_went_through": 0,
