@@ -11,7 +11,6 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
-from django.conf import settings
 from prometheus_client import REGISTRY
 
 from conftest import SmtpServer, free_port
@@ -23,7 +22,7 @@ from organizations.models import Organization
 from subscribers.models import Contact
 from subscribers.tests.factories import ContactFactory
 
-CORPUS = Path(settings.BASE_DIR).parent / "shared" / "data" / "bounces" / "emails"
+CORPUS = Path(__file__).resolve().parent / "corpus" / "emails"
 BOUNCE_DOMAIN = "bounces.example.test"
 
 

@@ -1,6 +1,6 @@
 """Acceptance 9: bounce classification over real-world mail, labelled by the Sisimai project.
 
-The corpus lives beside the repository (`../shared/data/bounces/`, see its README). Its labels
+The corpus is `deliverability/tests/corpus/` (copied from the project's shared data; see its README). Its labels
 give, per file, one entry per failed recipient in the order the message reports them, but no
 addresses; so a file's parsed recipients are matched to its labels by position (the first
 recipient the parser reports against the first label, and so on). A label with no parsed
@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from deliverability.bounces import Classification, parse_report
 
-CORPUS = Path(settings.BASE_DIR).parent / "shared" / "data" / "bounces"
+CORPUS = Path(__file__).resolve().parent / "corpus"
 # RFC 3463 codes only: Sisimai writes x.0.9xx when a message carries no code of its own.
 STANDARD_STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 SISIMAI_OWN_STATUS = re.compile(r"^[245]\.0\.9\d\d$")
@@ -57,7 +56,7 @@ def corpus_files() -> tuple[dict[str, list[dict]], list[Path]]:
     if not (CORPUS / "labels.json").is_file() or not (CORPUS / "emails").is_dir():
         pytest.fail(
             f"The bounce corpus is missing: expected {CORPUS}/labels.json and {CORPUS}/emails/ "
-            "(the shared data folder beside the repository)."
+            "(it ships with the repository)."
         )
     labels = json.loads((CORPUS / "labels.json").read_text())
     return labels, sorted((CORPUS / "emails").iterdir())

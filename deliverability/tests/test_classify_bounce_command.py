@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 
 from deliverability.tests.test_bounce_classification import DSN, PERSONAL, QMAIL
 
-CORPUS_EMAILS = Path(settings.BASE_DIR).parent / "shared" / "data" / "bounces" / "emails"
+CORPUS_EMAILS = Path(__file__).resolve().parent / "corpus" / "emails"
 KEYS = {"file", "recipient", "status", "reply", "class", "reason"}
 
 
