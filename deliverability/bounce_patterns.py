@@ -513,6 +513,16 @@ RECIPIENT_LOOKUP_FAILED = _phrases(
     r"^unknown user: ",
 )
 
+# Free-text warnings that a message is only delayed (Postfix's and Sendmail's "warning only",
+# Exim's "delivery attempts will continue", Exchange's "will continue to try"): the MTA has not
+# given up, so they say nothing final about the address.
+DELAY_WARNING = _phrases(
+    r"this is a warning (?:message )?only",
+    r"you do not need to resend",
+    r"delivery attempts will continue",
+    r"will (?:continue to )?(?:try|retry|attempt) (?:to deliver|delivering|delivery)",
+)
+
 # Name-service trouble: the domain may well exist.
 DNS_TROUBLE = _phrases(
     r"name service error",

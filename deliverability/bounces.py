@@ -50,6 +50,9 @@ class RecipientReport:
     reason: str  # short reason name, Sisimai-like: userunknown, mailboxfull, feedback, vacation, ...
     diagnostic: str  # the diagnostic text (trimmed, <= 1000 chars)
     feedback_type: str = ""  # ARF feedback type (abuse, opt-out, auth-failure, ...)
+    # A warning that the message is delayed (a DSN's "Action: delayed"): the reporting MTA is still
+    # trying, so nothing about the address is known yet.
+    delay_warning: bool = False
 
 
 @dataclass(frozen=True)
@@ -598,6 +601,7 @@ def _dsn_recipients(dsn_text: str, report_text: str) -> list[RecipientReport]:
                 classification=classification,
                 reason=reason,
                 diagnostic=_trim(context),
+                delay_warning=action == "delayed",
             )
         )
     return recipients
@@ -660,8 +664,11 @@ def _provider_notification(report_text: str) -> tuple[str, list[RecipientReport]
             diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic[:20] else diagnostic
             text_status, reply = _codes_in(diagnostic)
             status = _preferred_status(str(entry.get("status") or ""), text_status, reply)
-            action = str(entry.get("action") or "failed").lower()
+            reported_action = str(entry.get("action") or "failed").lower()
+            action = reported_action
             if str(bounce.get("bounceType")) == "Transient" and not status:
+                # Classified as temporary; SES reports a transient bounce only once it stopped
+                # trying, so it is no delay warning.
                 action = "delayed"
             classification, reason = _classify(status=status, reply=reply, diagnostic=diagnostic, action=action)
             recipients.append(
@@ -672,6 +679,7 @@ def _provider_notification(report_text: str) -> tuple[str, list[RecipientReport]
                     classification=classification,
                     reason=reason,
                     diagnostic=_trim(diagnostic),
+                    delay_warning=reported_action == "delayed",
                 )
             )
         return "dsn", recipients
@@ -774,4 +782,5 @@ def _text_recipient(address: str, segment: str, status: str, reply: str, report_
         classification=classification,
         reason=reason,
         diagnostic=_trim(segment),
+        delay_warning=bool(patterns.DELAY_WARNING.search(_folded(report_text))),
     )

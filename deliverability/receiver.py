@@ -126,6 +126,7 @@ def report_receive(*, raw: bytes, envelope_recipients: list[str]) -> Received:
             reply=recipient.reply,
             reason=recipient.reason or recipient.feedback_type,
             diagnostic=recipient.diagnostic,
+            delay_warning=recipient.delay_warning,
         )
         if applied.applied:
             received.applied += 1

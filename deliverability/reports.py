@@ -9,9 +9,10 @@ and acts on the contact through subscribers.services:
 
 - hard: bounced and suppressed at once;
 - soft: counted when it is about the address (a full or disabled mailbox, a delivery that
-  expired): the organization's `soft_bounce_limit` of those within `soft_bounce_window_days`
-  suppress it as bounced; soft failures that are about us (a blocklisted IP, content, policy)
-  are recorded only;
+  expired), at most once per message: the organization's `soft_bounce_limit` of those within
+  `soft_bounce_window_days` suppress it as bounced; soft failures that are about us (a
+  blocklisted IP, content, policy), about the network (X.4.x), temporary ones that do not say the
+  mailbox is full or disabled, and delay warnings (the MTA is still trying) are recorded only;
 - complaint: complained (unsubscribed from everything) and suppressed;
 - unsubscribe (an ARF opt-out, a provider's unsubscribe): unsubscribed and suppressed;
 - delivered: a delivered event; auto_reply and not_bounce: recorded only.
@@ -49,7 +50,7 @@ EVENT_TYPES = {
     Classification.DELIVERED: Event.Type.DELIVERED,
 }
 # One event of these types per message, whichever source reports it first (a refusal while
-# sending and the DSN that follows it are one bounce). Soft bounces are counted per report.
+# sending and the DSN that follows it are one bounce). Soft bounce events are recorded per report.
 ONCE_PER_MESSAGE = {Event.Type.BOUNCE, Event.Type.COMPLAINT, Event.Type.UNSUBSCRIBE, Event.Type.DELIVERED}
 DEDUPE_KEY_LENGTH = 255
 # Soft failures that say something about the address (Sisimai's reason names, as the classifier
@@ -69,6 +70,11 @@ SOFT_REASONS_ABOUT_THE_ADDRESS = frozenset(
         "mailererror",
     }
 )
+# Delay warnings are recorded under "delayed: <reason>", a reason that never counts.
+DELAY_WARNING_PREFIX = "delayed: "
+# Enhanced status X.4.x (RFC 3463): network and routing trouble, the path to the host and not
+# the mailbox (4.4.1 no answer from host, 4.4.7 delivery time expired, ...).
+NETWORK_STATUS = re.compile(r"^[45]\.4\.")
 # What the classifier answers when nothing in a failure names a reason.
 UNPLACED_REASONS = frozenset({"", "onhold", "undefined"})
 
@@ -89,6 +95,16 @@ def is_mailbox_state(text: str) -> bool:
     return bool(MAILBOX_STATUS.search(text) or MAILBOX_TEXT.search(text))
 
 
+def soft_bounce_counts(*, status: str, reply: str, reason: str, diagnostic: str) -> bool:
+    """Whether a soft bounce counts towards its address's limit: it is about the address, not
+    about the network, and a temporary one says the mailbox is full or disabled (the rule the
+    provider webhooks' deferred events follow)."""
+    if reason not in SOFT_REASONS_ABOUT_THE_ADDRESS or NETWORK_STATUS.match(status):
+        return False
+    temporary = status.startswith("4.") or (not status and reply.startswith("4"))
+    return not temporary or is_mailbox_state(f"{status} {diagnostic}")
+
+
 def dedupe_key(*parts: str) -> str:
     """A dedupe key from its parts; hashed when it would not fit the column."""
     key = ":".join(parts)
@@ -105,6 +121,7 @@ class AppliedReport:
     report: BounceReport | None = None
     contact_changed: bool = False
     suppressed: bool = False
+    counted: bool = False  # a soft bounce counted towards the address's limit
 
 
 @transaction.atomic
@@ -119,13 +136,17 @@ def bounce_report_apply(
     reason: str = "",
     diagnostic: str = "",
     occurred_at: dt.datetime | None = None,
+    delay_warning: bool = False,
 ) -> AppliedReport:
     """Record a delivery report about `message` once per `dedupe_key` and apply it.
 
     The address counted and suppressed is the contact's (a report may name the address the
     message was forwarded to). Replays (same organization and dedupe key) return
-    AppliedReport(applied=False) and change nothing.
+    AppliedReport(applied=False) and change nothing. A `delay_warning` (the MTA is still
+    trying) is recorded only, under the reason "delayed: <reason>".
     """
+    if delay_warning:
+        reason = f"{DELAY_WARNING_PREFIX}{reason}"
     now = timezone.now()
     # NO KEY: as subscribers.services does; the lock also serializes the soft-bounce count of
     # one contact, so two reports arriving together cannot both count below the limit.
@@ -156,20 +177,20 @@ def bounce_report_apply(
         logger.info("delivery report %s for message %s was applied before", dedupe_key, message.pk)
         return AppliedReport(applied=False)
 
-    changed = suppressed = False
+    changed = suppressed = counted = False
     if classification == Classification.HARD:
         changed = subscriber_services.contact_mark_bounced(contact=contact, detail=detail)
         suppressed = True
-    elif classification == Classification.SOFT and reason in SOFT_REASONS_ABOUT_THE_ADDRESS:
+    elif classification == Classification.SOFT and soft_bounce_counts(
+        status=report.status, reply=report.reply, reason=report.reason, diagnostic=report.diagnostic
+    ):
+        counted = True
         organization = contact.organization
-        window_start = now - dt.timedelta(days=organization.soft_bounce_window_days)
-        soft_bounces = BounceReport.objects.filter(
+        soft_bounces = _soft_bounced_messages(
             organization_id=message.organization_id,
             recipient_hash=report.recipient_hash,
-            classification=Classification.SOFT,
-            reason__in=SOFT_REASONS_ABOUT_THE_ADDRESS,
-            received_at__gte=window_start,
-        ).count()
+            since=now - dt.timedelta(days=organization.soft_bounce_window_days),
+        )
         if soft_bounces >= organization.soft_bounce_limit:
             changed = subscriber_services.contact_mark_bounced(
                 contact=contact,
@@ -193,7 +214,26 @@ def bounce_report_apply(
             occurred_at=occurred_at or now,
             detail=detail,
         )
-    return AppliedReport(applied=True, report=report, contact_changed=changed, suppressed=suppressed)
+    return AppliedReport(applied=True, report=report, contact_changed=changed, suppressed=suppressed, counted=counted)
+
+
+def _soft_bounced_messages(*, organization_id: int, recipient_hash: str, since: dt.datetime) -> int:
+    """How many messages to the address soft bounced in a way that counts since `since`: an
+    MTA's repeated reports about one message (and a refusal followed by its DSN) are one."""
+    reports = BounceReport.objects.filter(
+        organization_id=organization_id,
+        recipient_hash=recipient_hash,
+        classification=Classification.SOFT,
+        reason__in=SOFT_REASONS_ABOUT_THE_ADDRESS,
+        received_at__gte=since,
+    ).values_list("pk", "message_id", "status", "reply", "reason", "diagnostic")
+    return len(
+        {
+            message_id or f"report {pk}"  # the message was deleted: its reports count one each
+            for pk, message_id, status, reply, reason, diagnostic in reports
+            if soft_bounce_counts(status=status, reply=reply, reason=reason, diagnostic=diagnostic)
+        }
+    )
 
 
 def event_once(
@@ -315,5 +355,5 @@ def smtp_mailbox_states_apply(*, replies: list[tuple[int, str]]) -> int:
             reason=reason,
             diagnostic=response,
         )
-        counted += applied.applied
+        counted += applied.counted
     return counted

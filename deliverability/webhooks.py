@@ -15,7 +15,10 @@ and turn it into AnymailTrackingEvents; the receivers here map those onto our vo
     opened / clicked          -> open / click events (is_machine as for our own pixel and links)
 
 Each event is matched by the provider's message id (Message.provider_message_id, stored when
-the provider accepted the message), or else by our own Message-ID. Events of unknown messages
+the provider accepted the message), or else by our own Message-ID, and only to a message sent
+through a provider: an anymail route of the same provider, or EMAIL_URL when that is one. (An SMTP
+relay's queue id is stored in the same field; one organization's admin, who may hold the webhook
+secret, must not reach another's messages by naming it.) Events of unknown messages
 are ignored (the view still answers 200: the provider must not retry them). Replays are applied
 once: the provider's event id, or a hash of the event, is the dedupe key.
 
@@ -28,19 +31,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from anymail.signals import AnymailInboundEvent, AnymailTrackingEvent, EventType, RejectReason
 from django.conf import settings
 from django.core.checks import CheckMessage
 from django.core.checks import Warning as CheckWarning
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from deliverability import receiver, reports, verp
 from deliverability.bounces import classify_status
 from deliverability.models import BounceReport
 from delivery.machines import machine_reason
-from delivery.models import Event, Message
+from delivery.models import DeliveryRoute, Event, Message
+from emailseq.environment import ANYMAIL_PROVIDERS
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +64,42 @@ REJECTED_CLASSES = {
 SOFT_BOUNCE_TYPES = {("Postmark", "SoftBounce"), ("Postmark", "DnsError"), ("Postmark", "Transient")}
 
 
+def _provider_key(name: str) -> str:
+    """A provider's name as anymail ("Amazon SES") and our URL schemes ("amazon-ses") both spell it."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _sent_through(message: Message, esp_name: str) -> bool:
+    """Whether `message` went out through the provider `esp_name` (as far as we can tell)."""
+    route = message.route
+    if route is None:
+        if settings.EMAIL.kind != "anymail":
+            return False
+        backend = settings.EMAIL.anymail_backend.split(".")  # anymail.backends.<provider>.EmailBackend
+        provider = backend[-2] if len(backend) >= 2 else ""
+    elif route.kind == DeliveryRoute.Kind.ANYMAIL:
+        provider = urlsplit(route.url).scheme
+    else:
+        return False
+    known = {_provider_key(scheme) for scheme in ANYMAIL_PROVIDERS}
+    return _provider_key(provider) not in known or _provider_key(provider) == _provider_key(esp_name)
+
+
+def _sent_by_provider() -> QuerySet[Message]:
+    messages = Message.objects.select_related("contact", "route")
+    if settings.EMAIL.kind == "anymail":
+        return messages.filter(Q(route__kind=DeliveryRoute.Kind.ANYMAIL) | Q(route__isnull=True))
+    return messages.filter(route__kind=DeliveryRoute.Kind.ANYMAIL)
+
+
 def event_message(*, esp_name: str, provider_message_id: str | None) -> Message | None:
-    """Our message that a provider's event is about, or None."""
+    """Our message that a provider's event is about, or None. Only messages sent through that
+    provider can be named: a relay's queue id or another provider's id matches nothing."""
     if not provider_message_id:
         return None
     provider_message_id = str(provider_message_id).strip()
-    found = list(Message.objects.select_related("contact").filter(provider_message_id=provider_message_id)[:2])
+    candidates = _sent_by_provider().filter(provider_message_id=provider_message_id)[:10]
+    found = [message for message in candidates if _sent_through(message, esp_name)]
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
@@ -72,7 +109,8 @@ def event_message(*, esp_name: str, provider_message_id: str | None) -> Message 
     message_id = verp.message_id_from_headers({"Message-ID": provider_message_id})
     if message_id is None:
         return None
-    return Message.objects.select_related("contact").filter(pk=message_id).first()
+    message = _sent_by_provider().filter(pk=message_id).first()
+    return message if message is not None and _sent_through(message, esp_name) else None
 
 
 def _event_key(event: AnymailTrackingEvent, esp_name: str) -> str:

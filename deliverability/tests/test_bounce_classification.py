@@ -146,6 +146,35 @@ def test_dsn_gives_one_report_per_recipient_with_its_own_class() -> None:
     assert "User unknown in local recipient table" in parsed.recipients[0].diagnostic
 
 
+EXIM_DELAY_WARNING = b"""\
+From: Mail Delivery System <Mailer-Daemon@mx.example.org>
+To: bounce+abc@bounces.example.test
+Subject: Warning: message 1abCDe-000123-Ab delayed 24 hours
+Auto-Submitted: auto-replied
+
+This message was created automatically by mail delivery software.
+A message that you sent has not yet been delivered to one or more of its
+recipients after more than 24 hours on the queue on mx.example.org.
+
+The address to which the message has not yet been delivered is:
+
+  alice@example.net
+    host example.net [192.0.2.1]
+    Connection timed out
+
+No action is required on your part. Delivery attempts will continue for
+some time, and this warning may be repeated at intervals if the message
+remains undelivered.
+"""
+
+
+def test_delay_warnings_are_told_from_final_failures() -> None:
+    assert [r.delay_warning for r in parse_report(DSN).recipients] == [False, False, True, False]
+    assert [r.delay_warning for r in parse_report(QMAIL).recipients] == [False]
+    [warning] = parse_report(EXIM_DELAY_WARNING).recipients
+    assert (warning.recipient, warning.classification, warning.delay_warning) == ("alice@example.net", "soft", True)
+
+
 def test_returned_original_headers_are_available_for_matching() -> None:
     parsed = parse_report(DSN)
 

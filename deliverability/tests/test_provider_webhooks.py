@@ -14,15 +14,23 @@ import time
 from typing import Any
 
 import pytest
+from anymail.signals import AnymailTrackingEvent, EventType
 from django.test import Client
 from django.utils import timezone
 
 from deliverability import verp
 from deliverability.models import BounceReport
 from deliverability.tests.bounce_mail import CORPUS
-from deliverability.webhooks import webhook_secret_check
-from delivery.models import Event, Message
-from delivery.tests.factories import BROWSER, MessageFactory, email_sequence, email_step, enrollment_for
+from deliverability.webhooks import tracking_event_apply, webhook_secret_check
+from delivery.models import DeliveryRoute, Event, Message
+from delivery.tests.factories import (
+    BROWSER,
+    DeliveryRouteFactory,
+    MessageFactory,
+    email_sequence,
+    email_step,
+    enrollment_for,
+)
 from emailseq.environment import EmailConfig
 from organizations.tests.factories import OrganizationFactory
 from subscribers.addresses import email_hash
@@ -44,15 +52,21 @@ def _anymail(settings) -> None:
     settings.ANYMAIL = {"WEBHOOK_SECRET": [WEBHOOK_SECRET], "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY}
 
 
-def provider_message(provider_message_id: str, **contact_fields: Any) -> Message:
-    """A message a provider accepted, with the id it gave."""
+def provider_message(provider_message_id: str, *, route_url: str | None = None, **contact_fields: Any) -> Message:
+    """A message a provider accepted through one of its organization's routes, with the id it
+    gave; the provider is Postmark, or Mailgun for a Mailgun id, unless `route_url` says otherwise."""
     organization = OrganizationFactory()
+    if route_url is None:
+        route_url = "mailgun://key-test@" if provider_message_id == MAILGUN_ID else "postmark://token-test@"
+    kind = DeliveryRoute.Kind.SMTP if route_url.startswith("smtp") else DeliveryRoute.Kind.ANYMAIL
+    route = DeliveryRouteFactory(organization=organization, kind=kind, url=route_url)
     contact = ContactFactory(organization=organization, **contact_fields)
     sequence = email_sequence(organization, emails=2)
     return MessageFactory(
         enrollment=enrollment_for(sequence, contact),
         step=email_step(sequence),
         recipient=contact.email,
+        route=route,
         provider_message_id=provider_message_id,
         sent_at=timezone.now() - dt.timedelta(hours=1),
     )
@@ -103,6 +117,12 @@ def postmark_bounce(
     }
 
 
+def postmark_complaint(email: str) -> dict[str, Any]:
+    complaint = postmark_bounce(email, bounce_type="SpamComplaint", details="Test spam complaint details")
+    complaint.update(RecordType="SpamComplaint", TypeCode=512, Name="Spam complaint")
+    return complaint
+
+
 def postmark_open(email: str, user_agent: str) -> dict[str, Any]:
     return {
         "RecordType": "Open",
@@ -150,10 +170,8 @@ def test_a_postmark_soft_bounce_counts_without_suppressing() -> None:
 
 def test_a_postmark_spam_complaint_marks_the_contact_complained() -> None:
     message = provider_message(POSTMARK_ID)
-    complaint = postmark_bounce(message.recipient, bounce_type="SpamComplaint", details="Test spam complaint details")
-    complaint.update(RecordType="SpamComplaint", TypeCode=512, Name="Spam complaint")
 
-    assert post(POSTMARK_URL, complaint).status_code == 200
+    assert post(POSTMARK_URL, postmark_complaint(message.recipient)).status_code == 200
 
     assert status_of(message) == Contact.Status.COMPLAINED
     assert suppression_of(message).reason == Suppression.Reason.COMPLAINED
@@ -214,6 +232,59 @@ def test_events_of_messages_we_do_not_know_are_ignored_with_200() -> None:
     assert post(POSTMARK_URL, stranger).status_code == 200
 
     assert not BounceReport.objects.exists() and not Event.objects.exists()
+    assert status_of(message) == Contact.Status.ACTIVE
+
+
+def test_an_event_naming_a_relay_queue_id_reaches_no_message_sent_through_smtp() -> None:
+    # An SMTP relay's "250 2.0.0 Ok: queued as 4BxYz12" is stored in the same field; any
+    # organization's admin may hold the webhook secret and know another's queue ids.
+    relayed = provider_message("4BxYz12", route_url="smtp://relay.example.com:25")
+    complaint = postmark_complaint(relayed.recipient)
+    complaint["MessageID"] = "4BxYz12"
+
+    assert post(POSTMARK_URL, complaint).status_code == 200
+
+    assert status_of(relayed) == Contact.Status.ACTIVE
+    assert not BounceReport.objects.exists() and not Event.objects.exists()
+
+
+def test_an_event_of_one_provider_reaches_no_message_sent_through_another() -> None:
+    sent_by_mailgun = provider_message(POSTMARK_ID, route_url="mailgun://key-test@")
+
+    assert post(POSTMARK_URL, postmark_complaint(sent_by_mailgun.recipient)).status_code == 200
+
+    assert status_of(sent_by_mailgun) == Contact.Status.ACTIVE
+    assert not BounceReport.objects.exists()
+
+
+def test_an_event_matches_a_message_sent_through_a_provider_configured_in_email_url(settings) -> None:
+    settings.EMAIL = EmailConfig(kind="anymail", anymail_backend="anymail.backends.postmark.EmailBackend")
+    message = provider_message(POSTMARK_ID)
+    Message.objects.filter(pk=message.pk).update(route=None)
+
+    outcome = tracking_event_apply(
+        event=AnymailTrackingEvent(event_type=EventType.COMPLAINED, message_id=POSTMARK_ID, event_id="c1"),
+        esp_name="Postmark",
+    )
+    elsewhere = tracking_event_apply(
+        event=AnymailTrackingEvent(event_type=EventType.COMPLAINED, message_id=POSTMARK_ID, event_id="c2"),
+        esp_name="Mailgun",
+    )
+
+    assert (outcome, elsewhere) == ("complaint", "unknown message")
+    assert status_of(message) == Contact.Status.COMPLAINED
+
+
+def test_without_a_provider_in_email_url_a_message_sent_without_a_route_matches_nothing() -> None:
+    message = provider_message(POSTMARK_ID)
+    Message.objects.filter(pk=message.pk).update(route=None)
+
+    outcome = tracking_event_apply(
+        event=AnymailTrackingEvent(event_type=EventType.COMPLAINED, message_id=POSTMARK_ID, event_id="c1"),
+        esp_name="Postmark",
+    )
+
+    assert outcome == "unknown message"
     assert status_of(message) == Contact.Status.ACTIVE
 
 

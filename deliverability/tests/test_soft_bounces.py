@@ -1,5 +1,7 @@
-"""Soft bounces (a full mailbox, 4.2.2) count; an address is suppressed as bounced only once the
-organization's limit of soft bounces falls within its window. Hard bounces suppress at once."""
+"""Soft bounces (a full mailbox, 5.2.2) count, once per message; an address is suppressed as
+bounced only once the organization's limit of soft bounces falls within its window. Delay
+warnings, network trouble and temporary failures that do not name the mailbox are recorded only.
+Hard bounces suppress at once."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from subscribers.tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
 
-MAILBOX_FULL = (CORPUS / "lhost-gmail-06.eml").read_bytes()  # Gmail: 450 4.2.2 mailbox full
+MAILBOX_FULL = (CORPUS / "lhost-outlook-01.eml").read_bytes()  # Hotmail: 550 5.2.2 Mailbox Full
 FAILED_RECIPIENT = b"kijitora@example.jp"
 
 
@@ -34,10 +36,10 @@ def sent_message(organization: Organization, contact: Contact) -> Message:
 
 
 def mailbox_full_report(message: Message, number: int) -> bytes:
-    """Gmail's mailbox-full DSN, as it would come back for `message` (one of several DSNs)."""
+    """Hotmail's mailbox-full DSN, as it would come back for `message` (one of several DSNs)."""
     return (
         MAILBOX_FULL.replace(FAILED_RECIPIENT, message.contact.email.encode())
-        .replace(b"<001636b2ad2a854c6b04893db72b@google.com>", f"<dsn-{number}@google.com>".encode())
+        .replace(b"<a0xtAEHLB0000d09e@BLU004-OMC3S13.hotmail.example.com>", f"<dsn-{number}@hotmail.example>".encode())
         .replace(b"\n", b"\r\n")
     )
 
@@ -174,3 +176,120 @@ def test_soft_failures_that_are_about_the_sender_are_recorded_but_never_counted(
 
     assert BounceReport.objects.filter(classification="soft").count() == 3
     assert status_of(contact) == Contact.Status.ACTIVE and not is_suppressed(contact)
+
+
+DELAY_WARNING = """\
+From: MAILER-DAEMON@mx.example.org (Mail Delivery System)
+To: bounce@bounces.example.test
+Subject: Delayed Mail (still being retried)
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+Message-Id: <warning-%(number)d@mx.example.org>
+
+--B
+Content-Type: text/plain
+
+# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #
+
+<%(email)s>: %(diagnostic)s
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822; %(email)s
+Action: delayed
+Status: %(status)s
+Diagnostic-Code: X-Postfix; %(diagnostic)s
+Will-Retry-Until: Mon,  6 Jan 2025 00:00:00 +0000
+
+--B--
+"""
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic"),
+    [
+        ("4.4.1", "connect to example.net[192.0.2.1]:25: Connection timed out"),
+        ("4.2.2", "host example.net said: 452 4.2.2 Mailbox full"),
+    ],
+)
+def test_delay_warnings_are_recorded_but_never_counted(status: str, diagnostic: str) -> None:
+    organization = OrganizationFactory(soft_bounce_limit=1)
+    contact = ContactFactory(organization=organization)
+    message = sent_message(organization, contact)
+
+    for number in range(3):  # the MTA warns again every few hours while it keeps trying
+        fields = {"number": number, "email": contact.email, "status": status, "diagnostic": diagnostic}
+        raw = (DELAY_WARNING % fields).encode()
+        received = receiver.report_receive(raw=raw, envelope_recipients=[verp.return_path(message.pk)])
+        assert received.applied == 1
+
+    assert status_of(contact) == Contact.Status.ACTIVE and not is_suppressed(contact)
+    assert {report.reason.split(": ")[0] for report in BounceReport.objects.all()} == {"delayed"}
+    assert BounceReport.objects.filter(classification="soft").count() == 3
+
+
+def test_soft_bounces_reported_again_for_one_message_count_once() -> None:
+    organization = OrganizationFactory(soft_bounce_limit=2)
+    contact = ContactFactory(organization=organization)
+    first, second = sent_message(organization, contact), sent_message(organization, contact)
+
+    for number in range(3):  # distinct reports (their own Message-IDs) about one message
+        soft_bounce(first, number)
+    assert status_of(contact) == Contact.Status.ACTIVE
+
+    soft_bounce(second, 3)
+    assert status_of(contact) == Contact.Status.BOUNCED
+    assert "2 soft bounces" in Suppression.objects.get(organization=organization).detail
+
+
+@pytest.mark.parametrize(
+    ("status", "reply", "reason", "diagnostic"),
+    [
+        ("4.4.7", "", "expired", "Delivery time expired"),
+        ("5.4.7", "", "expired", "Delivery time expired: the host never answered"),
+        ("4.4.1", "451", "expired", "451 4.4.1 No answer from host"),
+        ("4.1.1", "450", "userunknown", "450 4.1.1 Recipient address rejected: try again later"),
+        ("", "452", "filtered", "452 Recipient refused for now"),
+    ],
+)
+def test_network_trouble_and_temporary_failures_that_do_not_name_the_mailbox_never_count(
+    status: str, reply: str, reason: str, diagnostic: str
+) -> None:
+    organization = OrganizationFactory(soft_bounce_limit=1)
+    contact = ContactFactory(organization=organization)
+
+    applied = reports.bounce_report_apply(
+        message=sent_message(organization, contact),
+        source=BounceReport.Source.INBOUND,
+        classification=BounceReport.Classification.SOFT,
+        dedupe_key="test:soft",
+        status=status,
+        reply=reply,
+        reason=reason,
+        diagnostic=diagnostic,
+    )
+
+    assert applied.applied and not applied.counted
+    assert status_of(contact) == Contact.Status.ACTIVE and not is_suppressed(contact)
+
+
+def test_a_permanent_failure_about_the_mailbox_counts() -> None:
+    organization = OrganizationFactory(soft_bounce_limit=1)
+    contact = ContactFactory(organization=organization)
+
+    applied = reports.bounce_report_apply(
+        message=sent_message(organization, contact),
+        source=BounceReport.Source.INBOUND,
+        classification=BounceReport.Classification.SOFT,
+        dedupe_key="test:soft",
+        status="5.2.1",
+        reply="550",
+        reason="filtered",
+        diagnostic="550 5.2.1 The email account that you tried to reach is disabled",
+    )
+
+    assert applied.counted and applied.suppressed
+    assert status_of(contact) == Contact.Status.BOUNCED
