@@ -4,10 +4,12 @@ A sign-up (`subscribe_by_form`) writes a "subscribe" consent record with the wor
 was shown, their IP and browser. Where a confirmation is needed (the organization asks for
 double opt-in, or the address once unsubscribed or was erased), an email goes out after commit
 with a link that names that record (`links.confirmation_url`); until it is confirmed the
-contact is pending (or stays unsubscribed) and gets no sequence mail. Confirming is a POST from
-the page the link opens (`contact_confirm`): link scanners fetch every URL in a message, so a
-GET never confirms. The preference page changes public lists, pauses marketing mail, or
-unsubscribes; each change is a consent record with what was before and after.
+contact is pending (or stays unsubscribed) and gets no sequence mail. The public answer to a
+sign-up is the same whatever the address is to us, so the form cannot tell anyone who is
+subscribed. Confirming is a POST from the page the link opens (`contact_confirm`): link
+scanners fetch every URL in a message, so a GET never confirms. The preference page changes
+public lists, pauses marketing mail, or unsubscribes; each change is a consent record with what
+was before and after.
 """
 
 from __future__ import annotations
@@ -187,7 +189,11 @@ def subscribe_by_form(*, form: SubscribeForm, sign_up: SignUp) -> SignUpResult:
     A new address becomes a contact: pending when the organization asks for double opt-in,
     otherwise active and in the chosen lists at once. An existing active contact stays active;
     a pending, unsubscribed or erased one is not changed until it confirms. A bounced,
-    complained or staff-suppressed address is never mailed, not even a confirmation.
+    complained or staff-suppressed address is never mailed, not even a confirmation; nor is an
+    active contact that asks for nothing new (it is already subscribed).
+
+    The result is for the caller's records, not for the person who posted: anyone may post any
+    address, so what they are told must not depend on it (see views._signed_up).
     """
     try:
         address = normalize_email(sign_up.email)

@@ -542,23 +542,40 @@ class Erasure:
 def contact_erase(*, contact: Contact, source: str = "", actor: AbstractBaseUser | None = None) -> Erasure:
     """Erase a person (GDPR article 17): the contact and everything recorded about them.
 
-    What stays is the hash of the address, as a suppression with reason "erased", so that the
-    address is never mailed again, even when an integration creates the contact anew (it is
-    then created unsubscribed). The suppression's detail is cleared: a bounce's detail may quote
-    the address. The address's consent records stay, as proof of what was consented to when,
-    but lose what identifies the person (IP, browser, free-text notes); an "erase" record
-    without personal data says that the erasure happened.
+    What stays is the hash of the address, as a suppression, so that the address is never mailed
+    again, even when an integration creates the contact anew (it is then created unsubscribed,
+    or bounced or complained as before). A suppression the address already had keeps its
+    reason: a hard bounce, a complaint or a staff decision must go on blocking sign-ups and
+    imports; otherwise one with reason "erased" is written. The suppression's detail is cleared:
+    a bounce's detail may quote the address. The address's consent records stay, as proof of
+    what was consented to when, but lose what identifies the person (IP, browser, free-text
+    notes); an "erase" record without personal data says that the erasure happened.
     """
+    # Imported here: delivery and deliverability depend on subscribers, not the other way round.
+    from deliverability.models import BounceReport
+    from delivery.models import DeliveryRoute
+
     locked = Contact.objects.select_for_update().get(pk=contact.pk)
     hashed = email_hash(locked.email)
-    Suppression.objects.update_or_create(
+    suppression, created = Suppression.objects.select_for_update().get_or_create(
         organization_id=locked.organization_id,
         email_hash=hashed,
         defaults={"reason": Suppression.Reason.ERASED, "detail": ""},
     )
-    # Copies of the address outside the contact's own rows: rows of an import that were
-    # rejected quote it, and stored answers to retried API calls may show it.
+    if not created and suppression.detail:
+        suppression.detail = ""
+        suppression.save(update_fields=["detail"])
+    # Copies of the address outside the contact's own rows (messages and events go with the
+    # contact): rows of an import that were rejected quote it, stored answers to retried API
+    # calls may show it, the diagnostic of a delivery report (kept, without its contact, for
+    # the soft-bounce count and statistics) usually quotes the failed recipient, and so may a
+    # route's last error when a refusal counted towards its circuit breaker.
     ImportRejection.objects.filter(organization_id=locked.organization_id, raw__icontains=locked.email).update(raw="")
+    reports = BounceReport.objects.filter(organization_id=locked.organization_id)
+    (reports.filter(recipient_hash=hashed) | reports.filter(contact_id=locked.pk)).update(diagnostic="")
+    DeliveryRoute.objects.filter(organization_id=locked.organization_id, last_error__icontains=locked.email).update(
+        last_error=""
+    )
     IdempotencyRecord.objects.filter(
         organization_id=locked.organization_id, response_body__icontains=locked.email
     ).delete()

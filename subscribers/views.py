@@ -57,13 +57,17 @@ def _page(request: HttpRequest, template: str, context: dict[str, Any], status: 
     return response
 
 
-def _signed_up(request: HttpRequest, form: SubscribeForm, *, confirmation_needed: bool) -> HttpResponse:
+def _signed_up(request: HttpRequest, form: SubscribeForm) -> HttpResponse:
+    """The answer to every accepted sign-up, bots included. It depends on the organization's
+    double opt-in setting only, never on what the address is to us (new, active, pending,
+    unsubscribed, suppressed): anyone may post any address, so a different answer would tell
+    them who is on the list."""
+    double_opt_in = form.organization.double_opt_in
     if _wants_json(request):
-        state = "confirmation_sent" if confirmation_needed else "subscribed"
-        return JsonResponse({"status": state}, status=202 if confirmation_needed else 200)
+        return JsonResponse({"status": "received"}, status=202 if double_opt_in else 200)
     if form.redirect_url:
         return HttpResponseRedirect(form.redirect_url, status=303)
-    context = {"organization": form.organization, "confirmation_needed": confirmation_needed}
+    context = {"organization": form.organization, "double_opt_in": double_opt_in}
     return _page(request, "subscribers/subscribe_done.html", context)
 
 
@@ -112,7 +116,7 @@ def subscribe(request: HttpRequest, token: str) -> HttpResponse:
         return _problem(request, 400, "parse_error", error.messages[0])
     signup = _signup_form(form, data)
     if signup.is_bot:
-        return _signed_up(request, form, confirmation_needed=form.organization.double_opt_in)
+        return _signed_up(request, form)
     if not signup.is_valid():
         return _invalid(request, form, signup)
     sign_up = consent.SignUp(
@@ -123,12 +127,12 @@ def subscribe(request: HttpRequest, token: str) -> HttpResponse:
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
     try:
-        result = consent.subscribe_by_form(form=form, sign_up=sign_up)
+        consent.subscribe_by_form(form=form, sign_up=sign_up)
     except ValidationError as error:
         for field, messages in error.message_dict.items():
             signup.add_error(field if field in signup.fields else None, messages)
         return _invalid(request, form, signup)
-    return _signed_up(request, form, confirmation_needed=result.confirmation_needed)
+    return _signed_up(request, form)
 
 
 @require_http_methods(["GET", "HEAD"])

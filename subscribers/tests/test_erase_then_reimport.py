@@ -18,7 +18,7 @@ from organizations.models import Organization
 from organizations.tests.factories import OrganizationFactory
 from sequences import engine
 from sequences.services import enrollments_create
-from subscribers import importing, services
+from subscribers import importing, links, services
 from subscribers.addresses import email_hash
 from subscribers.models import ConsentRecord, Contact, ContactImport, Suppression
 from subscribers.tests.factories import ContactFactory, SubscribeFormFactory
@@ -112,3 +112,45 @@ def test_signed_up_again_through_a_form_the_address_stays_suppressed_until_confi
     # anything else is sent to it.
     [confirmation] = smtp_route.wait_for(1, timeout=10)
     assert "confirm" in confirmation.parsed()["Subject"].lower()
+
+
+def _suppress(contact: Contact, reason: str) -> None:
+    detail = f"550 5.1.1 <{contact.email}> unknown"
+    if reason == Suppression.Reason.BOUNCED:
+        services.contact_mark_bounced(contact=contact, detail=detail)
+    elif reason == Suppression.Reason.COMPLAINED:
+        services.contact_mark_complained(contact=contact, detail=detail)
+    else:
+        services.suppression_add(organization=contact.organization, email=contact.email, reason=reason, detail=detail)
+
+
+@pytest.mark.parametrize(
+    "reason", [Suppression.Reason.BOUNCED, Suppression.Reason.COMPLAINED, Suppression.Reason.MANUAL]
+)
+def test_an_erased_address_that_bounced_complained_or_was_suppressed_by_staff_stays_blocked(
+    reason: str, smtp_route: SmtpServer, django_capture_on_commit_callbacks, client: Client
+):
+    cache.clear()
+    organization = OrganizationFactory(double_opt_in=True)
+    contact = ContactFactory(organization=organization, email=ADDRESS)
+    _suppress(contact, reason)
+
+    services.contact_erase(contact=contact)
+
+    suppression = Suppression.objects.get(organization=organization, email_hash=email_hash(ADDRESS))
+    assert (suppression.reason, suppression.detail) == (reason, "")
+    form = SubscribeFormFactory(organization=organization)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("subscribers:subscribe", args=[form.token]), {"email": ADDRESS})
+    sign_up = ConsentRecord.objects.filter(organization=organization, action=ConsentRecord.Action.SUBSCRIBE).latest(
+        "id"
+    )
+    confirmed = client.post(reverse("subscribers:confirm", args=[links.confirmation_token(sign_up.pk)]))
+    assert smtp_route.received == []
+    assert confirmed.status_code == 409
+    assert Suppression.objects.get(organization=organization, email_hash=email_hash(ADDRESS)).reason == reason
+    services.contact_erase(contact=Contact.objects.get(organization=organization, email=ADDRESS))
+    [result] = services.contacts_bulk_upsert(
+        organization=organization, rows=[services.BulkRow(index=0, email=ADDRESS, fields={})]
+    )
+    assert result.status == Suppression.CONTACT_STATUS_BY_REASON[reason]

@@ -12,8 +12,10 @@ from django.utils import timezone
 
 from api.models import IdempotencyRecord
 from api.tests.clients import key_client, role_client
+from deliverability import reports
+from deliverability.models import BounceReport
 from delivery.models import Event, Message
-from delivery.tests.factories import EventFactory, MessageFactory, enrollment_for
+from delivery.tests.factories import DeliveryRouteFactory, EventFactory, MessageFactory, enrollment_for
 from organizations.models import Membership
 from sequences.models import Enrollment
 from sequences.tests.factories import SequenceFactory, StepFactory
@@ -146,7 +148,8 @@ def test_erasure_leaves_nothing_of_the_person_but_the_hashed_suppression() -> No
     for model in (Enrollment, Message, Event, ContactEvent):
         assert not model.objects.filter(organization=organization).exists()
     suppressions = Suppression.objects.filter(organization=organization, email_hash=email_hash(EMAIL))
-    assert list(suppressions.values_list("reason", "detail")) == [(Suppression.Reason.ERASED, "")]
+    # The hard bounce before the erasure stays the reason: the address must still never be mailed.
+    assert list(suppressions.values_list("reason", "detail")) == [(Suppression.Reason.BOUNCED, "")]
     assert ImportRejection.objects.get().reason == "duplicate of line 2"
     assert client.get(f"/api/v1/contacts/{contact.pk}/export/").status_code == 404
 
@@ -173,3 +176,24 @@ def test_another_organization_cannot_erase_or_export_a_contact() -> None:
     assert outsider.get(f"/api/v1/contacts/{contact.pk}/export/").status_code == 404
     assert Contact.objects.filter(pk=contact.pk).exists()
     assert not Suppression.objects.exists()
+
+
+def test_erasure_blanks_the_address_in_delivery_reports_and_route_errors_but_keeps_their_counts() -> None:
+    contact = person_with_everything()
+    organization = contact.organization
+    message = Message.objects.get(contact=contact)
+    refusal = f"550 5.1.1 <{EMAIL}>: Recipient address rejected: User unknown"
+    reports.smtp_refusal_apply(message=message, response=refusal)
+    DeliveryRouteFactory(organization=organization, last_error=refusal)
+    unrelated = DeliveryRouteFactory(organization=organization, last_error="421 4.7.0 try again later")
+    [report] = BounceReport.objects.filter(organization=organization)
+    assert EMAIL in report.diagnostic
+
+    services.contact_erase(contact=Contact.objects.get(pk=contact.pk))
+
+    assert rows_mentioning(organization.pk, EMAIL) == []
+    report.refresh_from_db()
+    assert (report.contact_id, report.diagnostic) == (None, "")
+    assert (report.recipient_hash, report.classification) == (email_hash(EMAIL), BounceReport.Classification.HARD)
+    unrelated.refresh_from_db()
+    assert unrelated.last_error == "421 4.7.0 try again later"

@@ -102,7 +102,7 @@ def test_a_filled_honeypot_is_answered_as_a_success_and_stores_nothing(
     )
 
     assert answer.status_code == 200 and b"Check your inbox" in answer.content
-    assert as_json.status_code == 202 and as_json.json() == {"status": "confirmation_sent"}
+    assert as_json.status_code == 202 and as_json.json() == {"status": "received"}
     assert not Contact.objects.exists()
     assert not ConsentRecord.objects.exists()
     assert smtp_route.received == []
@@ -151,7 +151,7 @@ def test_a_json_sign_up_is_accepted(
     )
 
     assert answer.status_code == 202
-    assert answer.json() == {"status": "confirmation_sent"}
+    assert answer.json() == {"status": "received"}
     assert Contact.objects.get().status == Contact.Status.PENDING
     smtp_route.wait_for(1, timeout=10)
 
@@ -168,9 +168,86 @@ def test_without_double_opt_in_a_new_contact_is_active_in_its_lists_at_once(
     )
 
     contact = Contact.objects.get()
-    assert answer.status_code == 200 and b"You are subscribed" in answer.content
+    assert answer.status_code == 200 and b"Thank you for subscribing" in answer.content
     assert contact.status == Contact.Status.ACTIVE
     assert list(contact.lists.all()) == [offers]
+    assert smtp_route.received == []
+
+
+def _an_address_in_each_state(organization) -> list[str]:
+    """A new address, then one active, pending, unsubscribed, erased, bounced and complained."""
+    active = ContactFactory(organization=organization, email="active@example.com")
+    ContactFactory(organization=organization, email="pending@example.com", status=Contact.Status.PENDING)
+    services.contact_unsubscribe(
+        contact=ContactFactory(organization=organization, email="left@example.com"), source="t"
+    )
+    services.contact_erase(contact=ContactFactory(organization=organization, email="erased@example.com"))
+    services.contact_mark_bounced(
+        contact=ContactFactory(organization=organization, email="gone@example.com"), detail=""
+    )
+    services.contact_mark_complained(
+        contact=ContactFactory(organization=organization, email="spam@example.com"), detail=""
+    )
+    offers = ContactList.objects.get(organization=organization, name="Offers")
+    active.lists.add(offers)
+    return [
+        "new@example.com",
+        "active@example.com",
+        "pending@example.com",
+        "left@example.com",
+        "erased@example.com",
+        "gone@example.com",
+        "spam@example.com",
+    ]
+
+
+def _answer(answer) -> tuple[int, str, str]:
+    return answer.status_code, answer["Content-Type"], answer.content.decode()
+
+
+@pytest.mark.parametrize("double_opt_in", [True, False])
+def test_the_answer_to_a_sign_up_does_not_tell_what_the_address_is_to_us(
+    client: Client, form: SubscribeForm, django_capture_on_commit_callbacks, double_opt_in: bool
+):
+    form.organization.double_opt_in = double_opt_in
+    form.organization.save()
+    offers = ContactList.objects.get(organization=form.organization, name="Offers")
+    addresses = _an_address_in_each_state(form.organization)
+
+    as_json = {
+        _answer(
+            post(
+                client,
+                form,
+                django_capture_on_commit_callbacks,
+                json.dumps({"email": address, "lists": [offers.pk]}),
+                content_type="application/json",
+            )
+        )
+        for address in addresses
+    }
+    as_html = {
+        _answer(post(client, form, django_capture_on_commit_callbacks, {"email": address, "lists": [offers.pk]}))
+        for address in addresses
+    }
+
+    assert as_json == {(202 if double_opt_in else 200, "application/json", '{"status": "received"}')}
+    [(status, _, page)] = as_html
+    assert status == 200
+    assert ("Check your inbox" if double_opt_in else "Thank you for subscribing") in page
+
+
+def test_an_active_subscriber_signing_up_again_for_nothing_new_gets_no_email(
+    client: Client, form: SubscribeForm, smtp_route: SmtpServer, django_capture_on_commit_callbacks
+):
+    offers = ContactList.objects.get(organization=form.organization, name="Offers")
+    ContactFactory(organization=form.organization, email="known@example.com").lists.add(offers)
+
+    answer = post(
+        client, form, django_capture_on_commit_callbacks, {"email": "known@example.com", "lists": [offers.pk]}
+    )
+
+    assert answer.status_code == 200 and b"Check your inbox" in answer.content
     assert smtp_route.received == []
 
 
