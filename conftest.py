@@ -150,6 +150,8 @@ def _test_settings(settings, tmp_path: Path) -> Iterator[None]:
     settings.DNS_NAMESERVERS = ["127.0.0.1"]
     settings.DNS_PORT = 9
     settings.DNS_TIMEOUT_SECONDS = 0.3
+    # Routes lead to the test servers on 127.0.0.1 (tests of the address check turn it off).
+    settings.ROUTE_ALLOW_PRIVATE_HOSTS = True
     # Sends run in the calling process unless a test starts real workers (send_workers).
     eager = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = True
@@ -177,6 +179,7 @@ def process_env(tmp_path: Path, *, email_url: str | None = None, redis: bool = U
         VAR_DIR=str(tmp_path / "var"),
         BASE_URL=settings.BASE_URL,
         PYTHONUNBUFFERED="1",
+        ROUTE_ALLOW_PRIVATE_HOSTS="1",
     )
     if redis and USES_REDIS:
         env["REDIS_URL"] = settings.REDIS_URL

@@ -52,7 +52,7 @@ class DeliveryRouteForm(TenantModelForm):
         if self.instance.pk and url == routing.url_masked(self.instance.url):
             url = self.instance.url
         try:
-            self.instance.kind = routing.route_config(url).kind
+            self.instance.kind = routing.route_config_checked(url).kind
         except ImproperlyConfigured as error:
             raise forms.ValidationError(str(error).removeprefix("url: ")) from None
         return url

@@ -20,8 +20,10 @@ of the batch goes to the next route, and when no route can take it, it goes back
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -34,6 +36,7 @@ from django.utils import timezone
 
 from delivery import ratelimit
 from delivery.models import DeliveryRoute
+from delivery.transports.smtp import public_addresses, summary
 from emailseq.environment import ANYMAIL_PROVIDERS, EmailConfig, parse_email_url
 from organizations.models import Organization
 
@@ -47,14 +50,79 @@ RATE_RECOVERY_STEP = 0.1
 # Route addresses -------------------------------------------------------------------------------
 
 
+# The provider options an organization's route may set, besides `timeout`. Anymail takes many
+# more (api_url, client and session parameters, debugging), and some of them name where the
+# worker sends its requests; those stay with the operator's EMAIL_URL and settings, so a route
+# reaches nothing but its provider's own API.
+ROUTE_OPTIONS: dict[str, frozenset[str]] = {
+    "amazon-ses": frozenset(
+        {"access_key_id", "secret_access_key", "region_name", "configuration_set_name", "message_tag_name"}
+    ),
+    "mailgun": frozenset({"sender_domain", "region"}),
+    "postmark": frozenset({"message_stream"}),
+    "sparkpost": frozenset({"subaccount", "region"}),
+}
+# The `region` option: the provider's API in that region, from this table only.
+PROVIDER_REGIONS: dict[str, dict[str, str]] = {
+    "mailgun": {"us": "https://api.mailgun.net/v3/", "eu": "https://api.eu.mailgun.net/v3/"},
+    "sparkpost": {"us": "https://api.sparkpost.com/api/v1/", "eu": "https://api.eu.sparkpost.com/api/v1/"},
+}
+AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+
+
+def _route_provider_options(scheme: str, url: str, config: EmailConfig) -> EmailConfig:
+    """Refuse options a route may not set and credentials it does not carry: without its own
+    key, anymail would send with the operator's account from settings.ANYMAIL."""
+    parts = urlsplit(url)
+    options = {name.lower(): value for name, value in parse_qsl(parts.query, keep_blank_values=True)}
+    options.pop("timeout", None)
+    allowed = ROUTE_OPTIONS.get(scheme, frozenset())
+    refused = sorted(set(options) - allowed)
+    if refused:
+        accepted = f"; {scheme} routes accept {', '.join(sorted(allowed))}" if allowed else ""
+        raise ImproperlyConfigured(f"url: option(s) {', '.join(refused)} cannot be set on a route{accepted}")
+    _, user_setting, password_setting = ANYMAIL_PROVIDERS[scheme]
+    if (user_setting and not parts.username) or (password_setting and not parts.password):
+        shape = "KEY:SECRET@" if password_setting else "KEY@"
+        raise ImproperlyConfigured(f"url: a route carries its own credentials: {scheme}://{shape}")
+    if scheme == "amazon-ses" and not (options.get("access_key_id") and options.get("secret_access_key")):
+        raise ImproperlyConfigured("url: a route carries its own credentials: access_key_id and secret_access_key")
+    if "region_name" in options and not AWS_REGION.fullmatch(options["region_name"]):
+        raise ImproperlyConfigured(f"url: region_name {options['region_name']!r} is not an AWS region")
+    anymail_settings = dict(config.anymail_settings)
+    if "region" in options:
+        regions = PROVIDER_REGIONS[scheme]
+        if options["region"] not in regions:
+            raise ImproperlyConfigured(f"url: region must be one of {', '.join(regions)}")
+        prefix = config.anymail_backend.split(".")[-2].upper()
+        anymail_settings[f"{prefix}_API_URL"] = regions[anymail_settings.pop(f"{prefix}_REGION")]
+    return dataclasses.replace(config, anymail_settings=anymail_settings)
+
+
 def route_config(url: str) -> EmailConfig:
-    """Parse a route's url like EMAIL_URL; ImproperlyConfigured when it is not one."""
+    """Parse a route's url like EMAIL_URL, with only the provider options a route may set;
+    ImproperlyConfigured when it is not one. An SMTP route connects to public addresses only,
+    unless ROUTE_ALLOW_PRIVATE_HOSTS."""
     try:
         config = parse_email_url("url", url, mailbox_default=settings.MAILBOX_DIR)
     except ValueError as error:  # urlsplit's own complaints, e.g. a broken [IPv6] host
         raise ImproperlyConfigured(f"url: {error}") from None
     if config.kind == "console":
         raise ImproperlyConfigured("url: console:// is for debugging with EMAIL_URL, not a route")
+    if config.kind == "anymail":
+        config = _route_provider_options(urlsplit(url).scheme, url, config)
+    return dataclasses.replace(config, public_hosts_only=not settings.ROUTE_ALLOW_PRIVATE_HOSTS)
+
+
+def route_config_checked(url: str) -> EmailConfig:
+    """route_config, and the host resolved now: a url whose host is not public is refused when
+    it is saved (the transport checks again on each connection: names can change)."""
+    config = route_config(url)
+    if config.kind == "smtp" and config.public_hosts_only:
+        try:
+            public_addresses(config.host, config.port)
+        except OSError as error:
+            raise ImproperlyConfigured(f"url: {error}") from None
     return config
 
 
@@ -138,7 +206,7 @@ def route_failed(*, route: DeliveryRoute, error: str, throttled: bool, now: dt.d
     (or again after a failed probe), and slow a throttled route down."""
     current = DeliveryRoute.objects.select_for_update().get(pk=route.pk)
     current.failures_in_a_row += 1
-    current.last_error = error[:2000]
+    current.last_error = summary(error)
     fields = ["failures_in_a_row", "last_error", "updated_at"]
     if throttled:
         current.rate_factor = max(MIN_RATE_FACTOR, round(current.rate_factor / 2, 4))
@@ -294,7 +362,7 @@ def _checked_url(url: str, *, current: DeliveryRoute | None = None) -> tuple[str
     if current is not None and url == url_masked(current.url):
         url = current.url
     try:
-        config = route_config(url)
+        config = route_config_checked(url)
     except ImproperlyConfigured as error:
         raise ValidationError({"url": str(error).removeprefix("url: ")}) from None
     return url, config.kind

@@ -173,6 +173,8 @@ class EmailConfig:
     mailbox_dir: str = ""
     anymail_backend: str = ""
     anymail_settings: dict = field(default_factory=dict)
+    # An organization's route (delivery.routing): the transport connects only to public addresses.
+    public_hosts_only: bool = False
 
 
 def parse_email_url(name: str, value: str | None, *, mailbox_default: Path) -> EmailConfig:

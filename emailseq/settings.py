@@ -192,6 +192,11 @@ ROUTE_CIRCUIT_FAILURES = env_int("ROUTE_CIRCUIT_FAILURES", 3, minimum=1)
 ROUTE_CIRCUIT_COOLDOWN_SECONDS = env_float("ROUTE_CIRCUIT_COOLDOWN_SECONDS", 60.0, minimum=0.1)
 ROUTE_CIRCUIT_MAX_COOLDOWN_SECONDS = env_float("ROUTE_CIRCUIT_MAX_COOLDOWN_SECONDS", 3600.0, minimum=0.1)
 ROUTE_THROTTLE_PAUSE_SECONDS = env_float("ROUTE_THROTTLE_PAUSE_SECONDS", 60.0, minimum=0.1)
+# An organization's SMTP route may only reach public addresses (checked when it is saved and
+# again on each connection), so no one with an admin role can point the workers at this
+# network's own services. On only where every organization is trusted (tests, a private relay
+# on the LAN). EMAIL_URL is the operator's and is never checked.
+ROUTE_ALLOW_PRIVATE_HOSTS = env_bool("ROUTE_ALLOW_PRIVATE_HOSTS", False)
 
 # Celery: with REDIS_URL a real broker and workers; without it, tasks run in the calling
 # process (the scheduler thread of `manage.py serve`, or `manage.py tick`).

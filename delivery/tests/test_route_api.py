@@ -50,7 +50,7 @@ def test_a_route_is_created_with_its_secrets_kept_and_never_shown() -> None:
             "anymail",
             "mailgun://********@?sender_domain=mg.example.com",
         ),
-        ("amazon-ses://?secret_access_key=xyz&region_name=eu-west-1", "anymail", None),
+        ("amazon-ses://?access_key_id=AKIA1&secret_access_key=xyz&region_name=eu-west-1", "anymail", None),
         ("capture://", "capture", "capture://"),
     ],
 )
@@ -63,7 +63,7 @@ def test_provider_routes_hide_their_keys(url: str, kind: str, shown: str | None)
     assert created.json()["kind"] == kind
     if shown is not None:
         assert created.json()["url"] == shown
-    for secret in ("server-token-123", "private", "public", "key-abc", "xyz"):
+    for secret in ("server-token-123", "private", "public", "key-abc", "AKIA1", "xyz"):
         assert secret not in created.json()["url"]
 
 
@@ -79,6 +79,34 @@ def test_a_url_that_is_not_a_route_is_a_field_error(url: str) -> None:
     assert response.status_code == 400, response.content
     assert [error["field"] for error in response.json()["errors"]] == ["url"]
     assert not DeliveryRoute.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("mailgun://k@?sender_domain=x.example&api_url=http://10.0.0.5:8080/", "api_url cannot be set on a route"),
+        ("postmark://?message_stream=outbound", "carries its own credentials"),
+    ],
+)
+def test_a_provider_option_a_route_may_not_set_is_a_field_error(url: str, words: str) -> None:
+    client = role_client(OrganizationFactory(), Membership.Role.ADMIN)
+
+    response = client.post(ROUTES, {"name": "provider", "url": url}, format="json")
+
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["field"] == "url" and words in error["message"]
+    assert not DeliveryRoute.objects.exists()
+
+
+def test_an_smtp_host_that_is_not_public_is_a_field_error(settings) -> None:
+    settings.ROUTE_ALLOW_PRIVATE_HOSTS = False
+    client = role_client(OrganizationFactory(), Membership.Role.ADMIN)
+
+    response = client.post(ROUTES, {"name": "scan", "url": "smtp://10.0.0.5:6379"}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["message"] == "10.0.0.5 resolves to 10.0.0.5, which is not a public address"
 
 
 def test_sending_back_the_masked_url_keeps_the_secret_and_state_fields_are_read_only() -> None:

@@ -4,8 +4,10 @@ pipelined (RFC 2920) when the server offers it."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import smtplib
+import socket
 import ssl
 from typing import TYPE_CHECKING
 
@@ -45,10 +47,69 @@ def _reply_text(code: int, text: bytes | str) -> str:
     return f"{code} {text}".strip()
 
 
+# What a reply leaves in Message.response, a route's last_error and API answers: one short line,
+# so a hostile server cannot fill them (replies are classified on their full text first).
+SUMMARY_LENGTH = 200
+
+
+def summary(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= SUMMARY_LENGTH else line[: SUMMARY_LENGTH - 1] + "…"
+
+
 def _closing(code: int, text: bytes | str) -> TransportUnavailable:
     """A 421: the server closes the session; throttling when its wording says so."""
     reply = _reply_text(code, text)
-    return TransportUnavailable(reply, throttled=is_throttling_reply(code, reply[4:]))
+    return TransportUnavailable(summary(reply), throttled=is_throttling_reply(code, reply[4:]))
+
+
+# Addresses an organization's route may reach --------------------------------------------------
+
+
+class PrivateAddressRefused(OSError):
+    """The host resolves to an address that an organization's route may not reach."""
+
+
+def is_public_address(address: str) -> bool:
+    """Whether an address is on the public internet: not loopback, private, link-local,
+    multicast, reserved, shared (100.64/10) or unspecified, also when written as IPv4 in IPv6."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # getaddrinfo adds a zone to link-local IPv6
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def public_addresses(host: str, port: int) -> list[str]:
+    """The host's addresses as it resolves now. Refused when any of them is not public: the
+    resolver may hand out any of them next time."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise OSError(f"cannot resolve {host}: {error}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    for address in addresses:
+        if not is_public_address(address):
+            raise PrivateAddressRefused(f"{host} resolves to {address}, which is not a public address")
+    return addresses
+
+
+class PublicSmtp(smtplib.SMTP):
+    """Connects to the addresses just checked rather than to the name, so a second lookup
+    cannot answer differently (DNS rebinding). smtplib keeps the name in `_host`, against
+    which STARTTLS and SMTPS still verify the certificate."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        failure: OSError | None = None
+        for address in public_addresses(host, port):
+            try:
+                return super()._get_socket(address, port, timeout)
+            except OSError as error:
+                failure = error
+        raise failure or OSError(f"{host} has no address")
+
+
+class PublicSmtpSsl(PublicSmtp, smtplib.SMTP_SSL):
+    pass
 
 
 # Postfix, Exim and most relays name their queue entry in the reply to DATA ("250 2.0.0 Ok:
@@ -74,13 +135,14 @@ class SmtpTransport(Transport):
 
     def __enter__(self) -> SmtpTransport:
         config = self.config
+        plain, secure = (PublicSmtp, PublicSmtpSsl) if config.public_hosts_only else (smtplib.SMTP, smtplib.SMTP_SSL)
         try:
             if config.security == "tls":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                connection: smtplib.SMTP = secure(
                     config.host, config.port, timeout=config.timeout, context=ssl.create_default_context()
                 )
             else:
-                connection = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+                connection = plain(config.host, config.port, timeout=config.timeout)
             connection.ehlo_or_helo_if_needed()
             if config.security == "starttls":
                 connection.starttls(context=ssl.create_default_context())
@@ -92,7 +154,7 @@ class SmtpTransport(Transport):
                 error.smtp_code, _reply_text(error.smtp_code, error.smtp_error)[4:]
             )
             raise TransportUnavailable(
-                f"cannot connect to {config.host}:{config.port}: {error}", throttled=throttled
+                summary(f"cannot connect to {config.host}:{config.port}: {error}"), throttled=throttled
             ) from error
         self.connection = connection
         self.pipelining = connection.has_extn("pipelining")
@@ -112,7 +174,8 @@ class SmtpTransport(Transport):
         return self.connection.getreply()
 
     def send(self, message: ComposedMessage, *, organization_id: int) -> SendResult:
-        return _throttling(self._exchange(message))
+        result = _throttling(self._exchange(message))
+        return SendResult(result.outcome, summary(result.response), result.provider_message_id)
 
     def _exchange(self, message: ComposedMessage) -> SendResult:
         connection = self.connection
@@ -169,7 +232,7 @@ class SmtpTransport(Transport):
             raise
         except (OSError, smtplib.SMTPException) as error:
             self._drop()
-            raise TransportUnavailable(f"connection failed: {error}", maybe_delivered=data_sent) from error
+            raise TransportUnavailable(summary(f"connection failed: {error}"), maybe_delivered=data_sent) from error
 
     def _drop(self) -> None:
         if self.connection is not None:
