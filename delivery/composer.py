@@ -72,7 +72,10 @@ def _crlf(text: str) -> str:
 def _quoted_printable(text: str) -> str:
     # b2a_qp breaks long lines with CRLF only when the text's first line ends in CRLF: a text
     # of one long line would get bare LF soft breaks, which SMTP servers refuse as one long line.
-    return _crlf(binascii.b2a_qp(_crlf(text).encode("utf-8"), istext=True).decode("ascii"))
+    encoded = binascii.b2a_qp(_crlf(text).encode("utf-8"), istext=True)
+    if b"\r\n" not in encoded:
+        encoded = encoded.replace(b"\n", b"\r\n")
+    return encoded.decode("ascii")
 
 
 @dataclass

@@ -223,6 +223,11 @@ MESSAGE_COLUMNS = (
     "step__template__text_body",
     "organization__name",
     "organization__postal_address",
+    # For the sending policies' shortcut (delivery.policies): nothing to decide without them.
+    "contact__paused_until",
+    "organization__frequency_cap_daily",
+    "organization__frequency_cap_weekly",
+    "organization__sunset_days",
 )
 
 
