@@ -90,6 +90,15 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
     return problem_response(request, status_code=404, code="not_found", detail="There is no API route at this path.")
 
 
+def api_bad_request(request: HttpRequest) -> JsonResponse:
+    return problem_response(
+        request,
+        status_code=400,
+        code="bad_request",
+        detail="The request could not be read: a malformed body, too many fields, or too large.",
+    )
+
+
 def api_server_error(request: Request) -> JsonResponse:
     return problem_response(request, status_code=500, code="server_error", detail="The server failed; it is logged.")
 

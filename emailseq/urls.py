@@ -16,4 +16,5 @@ urlpatterns = [
     path("webhooks/anymail/", include("anymail.urls")),
 ]
 
+handler400 = "emailseq.views.bad_request"
 handler500 = "emailseq.views.server_error"

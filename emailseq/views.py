@@ -15,7 +15,7 @@ from django.views import defaults
 from django.views.decorators.http import require_safe
 from kombu import Connection
 
-from api.views import api_server_error
+from api.views import api_bad_request, api_server_error
 from emailseq import metrics as domain_metrics
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,13 @@ def metrics(request: HttpRequest) -> HttpResponse:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
     return HttpResponse(domain_metrics.exposition(), content_type=domain_metrics.CONTENT_TYPE)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400 (a body Django itself refused to read): a problem document for API callers."""
+    if request.path.startswith("/api/"):
+        return api_bad_request(request)
+    return defaults.bad_request(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
