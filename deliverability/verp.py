@@ -29,7 +29,7 @@ TOKEN_LENGTH = 32
 
 def _token(message_id: int, secret: str) -> str:
     payload = struct.pack(LAYOUT, message_id)
-    mac = signing._mac(secret, PURPOSE, payload)
+    mac = signing.mac_of(secret, PURPOSE, payload)
     return base64.b32encode(payload + mac).decode("ascii").lower()
 
 
@@ -60,7 +60,7 @@ def message_id_from_address(address: str) -> int | None:
         return None
     payload, mac = raw[: struct.calcsize(LAYOUT)], raw[struct.calcsize(LAYOUT) :]
     for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
-        if hmac.compare_digest(mac, signing._mac(secret, PURPOSE, payload)):
+        if hmac.compare_digest(mac, signing.mac_of(secret, PURPOSE, payload)):
             return struct.unpack(LAYOUT, payload)[0]
     return None
 

@@ -36,7 +36,8 @@ from django.utils import timezone
 
 from delivery import ratelimit
 from delivery.models import DeliveryRoute
-from delivery.transports.smtp import public_addresses, summary
+from delivery.transports.base import summary
+from delivery.transports.smtp import public_addresses
 from emailseq.environment import ANYMAIL_PROVIDERS, EmailConfig, parse_email_url
 from organizations.models import Organization
 

@@ -32,13 +32,13 @@ def _key(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), f"emailseq.signing.{purpose}".encode(), hashlib.sha256).digest()
 
 
-def _mac(secret: str, purpose: str, payload: bytes) -> bytes:
+def mac_of(secret: str, purpose: str, payload: bytes) -> bytes:
     return hmac.digest(_key(secret, purpose), payload, "sha256")[:MAC_BYTES]
 
 
 def sign(purpose: str, *numbers: int) -> str:
     payload = struct.pack(LAYOUTS[purpose], *numbers)
-    token = payload + _mac(settings.SECRET_KEY, purpose, payload)
+    token = payload + mac_of(settings.SECRET_KEY, purpose, payload)
     return base64.urlsafe_b64encode(token).rstrip(b"=").decode("ascii")
 
 
@@ -58,6 +58,6 @@ def unsign(purpose: str, token: str) -> tuple[int, ...] | None:
         return None
     payload, mac = raw[:size], raw[size:]
     for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
-        if hmac.compare_digest(mac, _mac(secret, purpose, payload)):
+        if hmac.compare_digest(mac, mac_of(secret, purpose, payload)):
             return struct.unpack(layout, payload)
     return None

@@ -22,8 +22,9 @@ from delivery.composer import ComposedMessage
 from delivery.models import DeliveryRoute, Message
 from delivery.tests.factories import DeliveryRouteFactory, many_messages, send
 from delivery.transports import TransportUnavailable, open_transport
+from delivery.transports.base import SUMMARY_LENGTH, summary
 from delivery.transports.esp import backend_options
-from delivery.transports.smtp import SUMMARY_LENGTH, is_public_address, summary
+from delivery.transports.smtp import is_public_address
 from emailseq.environment import parse_email_url
 from organizations.models import Membership
 from organizations.tests.factories import OrganizationFactory, member

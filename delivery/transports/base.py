@@ -84,3 +84,13 @@ class Transport(abc.ABC):
 
         Raises TransportUnavailable when the route fails as a whole.
         """
+
+
+# What a reply leaves in Message.response, a route's last_error and API answers: one short line,
+# so a hostile server cannot fill them (replies are classified on their full text first).
+SUMMARY_LENGTH = 200
+
+
+def summary(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= SUMMARY_LENGTH else line[: SUMMARY_LENGTH - 1] + "…"

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 from django.core.mail import EmailMultiAlternatives, get_connection
 
-from delivery.transports.base import Outcome, SendResult, Transport, TransportUnavailable
-from delivery.transports.smtp import summary
+from delivery.transports.base import Outcome, SendResult, Transport, TransportUnavailable, summary
 
 if TYPE_CHECKING:
     from delivery.composer import ComposedMessage

@@ -11,7 +11,14 @@ import socket
 import ssl
 from typing import TYPE_CHECKING
 
-from delivery.transports.base import Outcome, SendResult, Transport, TransportUnavailable, is_throttling_reply
+from delivery.transports.base import (
+    Outcome,
+    SendResult,
+    Transport,
+    TransportUnavailable,
+    is_throttling_reply,
+    summary,
+)
 
 if TYPE_CHECKING:
     from delivery.composer import ComposedMessage
@@ -45,16 +52,6 @@ def _reply_text(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return f"{code} {text}".strip()
-
-
-# What a reply leaves in Message.response, a route's last_error and API answers: one short line,
-# so a hostile server cannot fill them (replies are classified on their full text first).
-SUMMARY_LENGTH = 200
-
-
-def summary(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= SUMMARY_LENGTH else line[: SUMMARY_LENGTH - 1] + "…"
 
 
 def _closing(code: int, text: bytes | str) -> TransportUnavailable:
