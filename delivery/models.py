@@ -109,6 +109,10 @@ class Message(TenantModel):
         DeliveryRoute, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     provider_message_id = models.CharField(max_length=255, blank=True, db_default="")
+    # The experiment variant this message carries (split steps only).
+    variant = models.ForeignKey(
+        "experiments.Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     # The original URLs of the message's tracked links, in order: click tokens carry an index.
     links = models.JSONField(default=list, blank=True)
     response = models.TextField(blank=True, help_text="The receiving server's answer, or the error.")

@@ -95,6 +95,8 @@ INSTALLED_APPS = [
     "sequences",
     "delivery",
     "deliverability",
+    "experiments",
+    "analytics",
     "api",
 ]
 

@@ -116,6 +116,7 @@ class Step(TenantModel):
         WAIT_UNTIL = "wait_until", "Wait until a time of day"
         CONDITION = "condition", "Branch on a condition"
         EXIT = "exit", "Exit the sequence"
+        SPLIT = "split", "Split test: send one variant of an email"
 
     sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField()
@@ -137,7 +138,8 @@ class Step(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["sequence", "position"], name="step_position_unique_per_sequence"),
             models.CheckConstraint(
-                condition=~Q(kind="email") | Q(template__isnull=False), name="email_step_has_template"
+                condition=~Q(kind__in=["email", "split"]) | Q(template__isnull=False),
+                name="email_and_split_steps_have_a_template",
             ),
             models.CheckConstraint(
                 condition=~Q(kind="delay") | Q(delay__gt=dt.timedelta(0)), name="delay_step_has_positive_delay"
@@ -149,7 +151,8 @@ class Step(TenantModel):
                 condition=~Q(kind="condition") | Q(condition__isnull=False), name="condition_step_has_condition"
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["email", "delay", "wait_until", "condition", "exit"]), name="step_kind_is_known"
+                condition=Q(kind__in=["email", "delay", "wait_until", "condition", "exit", "split"]),
+                name="step_kind_is_known_v2",
             ),
         ]
 
@@ -168,8 +171,8 @@ class Step(TenantModel):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.kind == self.Kind.EMAIL and not self.template_id:
-            errors["template"] = "An email step needs a template."
+        if self.kind in (self.Kind.EMAIL, self.Kind.SPLIT) and not self.template_id:
+            errors["template"] = "An email or split step needs a template."
         if self.kind == self.Kind.DELAY and (self.delay is None or self.delay <= dt.timedelta(0)):
             errors["delay"] = "A delay step needs a positive duration."
         if self.kind == self.Kind.WAIT_UNTIL:
