@@ -68,6 +68,7 @@ class FunnelRollup(TenantModel):
     period = models.CharField(max_length=4, choices=Period.choices)
     bucket = models.DateTimeField()
     enrolled = models.BigIntegerField(default=0)
+    assigned = models.BigIntegerField(default=0, help_text="Enrollments assigned this variant (holdout included).")
     reached = models.BigIntegerField(default=0)
     sent = models.BigIntegerField(default=0)
     delivered = models.BigIntegerField(default=0)
