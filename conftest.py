@@ -147,6 +147,8 @@ def _test_settings(settings, tmp_path: Path) -> Iterator[None]:
     # Sequences start without a verified sending domain (tests of that check turn it on), and a
     # DNS check asks a local port where nothing answers, briefly: tests never reach real DNS.
     settings.REQUIRE_VERIFIED_SENDING_DOMAIN = False
+    # Tracking hits are written in the request; tests of the Redis buffer turn it on.
+    settings.TRACKING_BUFFER = False
     settings.DNS_NAMESERVERS = ["127.0.0.1"]
     settings.DNS_PORT = 9
     settings.DNS_TIMEOUT_SECONDS = 0.3

@@ -61,28 +61,28 @@ RatesOutput = type(
 )
 
 
-class CellOutput(serializers.Serializer):
+class FunnelCellOutput(serializers.Serializer):
     counts = CountsOutput()
     rates = RatesOutput()
 
 
-class StepOutput(CellOutput):
+class FunnelStepOutput(FunnelCellOutput):
     step_id = serializers.IntegerField()
     position = serializers.IntegerField(allow_null=True, help_text="Null for a step deleted since.")
     kind = serializers.CharField(allow_null=True)
     name = serializers.CharField(allow_null=True)
 
 
-class TemplateOutput(CellOutput):
+class FunnelTemplateOutput(FunnelCellOutput):
     template_id = serializers.IntegerField()
 
 
-class VariantOutput(CellOutput):
+class FunnelVariantOutput(FunnelCellOutput):
     step_id = serializers.IntegerField()
     variant_id = serializers.IntegerField()
 
 
-class LinkOutput(serializers.Serializer):
+class FunnelLinkOutput(serializers.Serializer):
     step_id = serializers.IntegerField()
     url = serializers.CharField()
     clicked = serializers.IntegerField(help_text="Messages whose link a person clicked.")
@@ -90,7 +90,7 @@ class LinkOutput(serializers.Serializer):
     machine_clicks_total = serializers.IntegerField()
 
 
-class BucketOutput(CellOutput):
+class FunnelBucketOutput(FunnelCellOutput):
     start = serializers.DateTimeField()
 
 
@@ -99,12 +99,12 @@ class FunnelOutput(serializers.Serializer):
     period = serializers.CharField()
     since = serializers.DateTimeField(allow_null=True)
     until = serializers.DateTimeField(allow_null=True)
-    totals = CellOutput()
-    steps = StepOutput(many=True)
-    templates = TemplateOutput(many=True)
-    variants = VariantOutput(many=True)
-    links = LinkOutput(many=True)
-    series = BucketOutput(many=True)
+    totals = FunnelCellOutput()
+    steps = FunnelStepOutput(many=True)
+    templates = FunnelTemplateOutput(many=True)
+    variants = FunnelVariantOutput(many=True)
+    links = FunnelLinkOutput(many=True)
+    series = FunnelBucketOutput(many=True)
 
 
 SEQUENCE_ID = OpenApiParameter("sequence_id", int, OpenApiParameter.PATH, description="The sequence's id.")

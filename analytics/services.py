@@ -162,26 +162,41 @@ def _flush_batch(limit: int) -> int:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FLUSH_LOCK_KEY])
-        facts = list(PendingFact.objects.order_by("id").values_list("id", "kind", "object_id")[:limit])
+        facts = _facts_take(limit)
         if not facts:
             return 0
         ids_of: dict[str, set[int]] = defaultdict(set)
-        for _, kind, object_id in facts:
+        for kind, object_id in facts:
             ids_of[kind].add(object_id)
         deltas = _Deltas()
         events = _load_events(ids_of[PendingFact.Kind.EVENT])
-        _fold_messages(ids_of[PendingFact.Kind.MESSAGE] | {e.message_id for e in events}, events, deltas)
+        _fold_messages(ids_of[PendingFact.Kind.MESSAGE], events, deltas)
         _fold_enrollments(ids_of[PendingFact.Kind.ENROLLED], deltas)
         _fold_goals(ids_of[PendingFact.Kind.GOAL], deltas)
         _fold_assignments(ids_of[PendingFact.Kind.ASSIGNED], deltas)
         _write(deltas)
-        fact_ids = [fact_id for fact_id, _, _ in facts]
-        for start in range(0, len(fact_ids), 5000):
-            PendingFact.objects.filter(id__in=fact_ids[start : start + 5000]).delete()
         totals = deltas.sequence_totals()
         organizations = dict(deltas.organization_of_sequence)
         transaction.on_commit(lambda: _publish_counters(totals, organizations))
     return len(facts)
+
+
+def _facts_take(limit: int) -> list[tuple[str, int]]:
+    """Take (delete) the oldest `limit` pending facts; the caller's transaction makes taking
+    and folding one."""
+    table = connection.ops.quote_name(PendingFact._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s) "
+                "RETURNING kind, object_id",
+                [limit],
+            )
+            return cursor.fetchall()
+        facts = list(PendingFact.objects.order_by("id").values_list("id", "kind", "object_id")[:limit])
+        if facts:
+            cursor.execute(f"DELETE FROM {table} WHERE id <= %s AND id >= %s", [facts[-1][0], facts[0][0]])
+        return [(kind, object_id) for _, kind, object_id in facts]
 
 
 def _publish_counters(totals: dict[int, dict[str, Any]], organizations: dict[int, int]) -> None:
@@ -219,6 +234,16 @@ def _load_events(event_ids: set[int]) -> list[_Event]:
 
     events: list[_Event] = []
     ids = sorted(event_ids)
+    if connection.vendor == "postgresql" and ids:
+        # Times as epoch seconds straight from the server: no datetime objects for millions of rows.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, message_id, type, extract(epoch FROM occurred_at)::float8, is_machine, url "
+                f"FROM {connection.ops.quote_name(Event._meta.db_table)} "
+                "WHERE id = ANY(%s) AND message_id IS NOT NULL",
+                [ids],
+            )
+            return [_Event(*row) for row in cursor.fetchall()]
     for start in range(0, len(ids), 5000):
         for event_id, message_id, kind, occurred_at, is_machine, url in Event.objects.filter(
             id__in=ids[start : start + 5000], message_id__isnull=False
@@ -266,18 +291,26 @@ def message_contributions(state: dict[str, Any]) -> tuple[dict[str, float], dict
     return counts, dict(state.get("l", {}))
 
 
-def _fold_messages(message_ids: set[int], events: list[_Event], deltas: _Deltas) -> None:
-    if not message_ids:
-        return
+def _message_rows(ids: list[int]) -> dict[int, tuple]:
+    """id -> (organization, sequence, step, variant, step's template, variant's template,
+    status, created at, sent at), times as epoch seconds."""
     from delivery.models import Message
 
-    events_of: dict[int, list[_Event]] = defaultdict(list)
-    for event in events:
-        events_of[event.message_id].append(event)
-    ids = sorted(message_ids)
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        rows = Message.objects.filter(id__in=chunk).values_list(
+    if not ids:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT m.id, m.organization_id, m.sequence_id, m.step_id, m.variant_id, s.template_id, v.template_id, "
+                "m.status, extract(epoch FROM m.created_at)::float8, extract(epoch FROM m.sent_at)::float8 "
+                "FROM delivery_message m LEFT JOIN sequences_step s ON s.id = m.step_id "
+                "LEFT JOIN experiments_variant v ON v.id = m.variant_id WHERE m.id = ANY(%s)",
+                [ids],
+            )
+            return {row[0]: row[1:] for row in cursor.fetchall()}
+    rows = {}
+    for chunk in _chunks(set(ids)):
+        for row in Message.objects.filter(id__in=chunk).values_list(
             "id",
             "organization_id",
             "sequence_id",
@@ -288,35 +321,67 @@ def _fold_messages(message_ids: set[int], events: list[_Event], deltas: _Deltas)
             "status",
             "created_at",
             "sent_at",
+        ):
+            rows[row[0]] = (*row[1:8], row[8].timestamp(), _ts(row[9]))
+    return rows
+
+
+def _states_load(ids: list[int]) -> dict[int, tuple[int, dict[str, Any]]]:
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(MessageState._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT message_id, organization_id, state::text FROM {table} WHERE message_id = ANY(%s)", [ids]
+            )
+            return {message_id: (organization_id, json.loads(state)) for message_id, organization_id, state in cursor}
+    return {
+        message_id: (organization_id, state)
+        for message_id, organization_id, state in MessageState.objects.filter(message_id__in=ids).values_list(
+            "message_id", "organization_id", "state"
         )
-        states = dict(MessageState.objects.filter(message_id__in=chunk).values_list("message_id", "state"))
+    }
+
+
+def _fold_messages(changed_ids: set[int], events: list[_Event], deltas: _Deltas) -> None:
+    """Re-read the messages that changed, merge in the new events, and apply the difference
+    between what each message's old and new state contribute. A message touched only by events
+    is not re-read: any change of its own comes with a fact of its own."""
+    events_of: dict[int, list[_Event]] = defaultdict(list)
+    for event in events:
+        events_of[event.message_id].append(event)
+    touched = changed_ids | events_of.keys()
+    for chunk in _chunks(touched, 10_000):
+        states = _states_load(chunk)
+        rows = _message_rows(
+            [message_id for message_id in chunk if message_id in changed_ids or message_id not in states]
+        )
         new_states: list[tuple[int, int, dict[str, Any]]] = []
-        for (
-            message_id,
-            organization_id,
-            sequence_id,
-            step_id,
-            variant_id,
-            step_template,
-            variant_template,
-            status,
-            created_at,
-            sent_at,
-        ) in rows:
-            old = states.get(message_id)
-            state = dict(old) if old else {}
-            if old:
-                state["l"] = dict(old.get("l", {}))
+        for message_id in chunk:
+            stored, row = states.get(message_id), rows.get(message_id)
+            if row is not None:
+                organization_id = row[0]
+            elif stored is not None:
+                organization_id = stored[0]
             else:
+                continue  # deleted since (its contact was erased)
+            old = stored[1] if stored else None
+            if old:
+                state = dict(old)
+                if "l" in old:
+                    state["l"] = dict(old["l"])
+            else:
+                _, sequence_id, step_id, variant_id, step_template, variant_template = row[:6]
                 # The message's place in the rollups is fixed when first counted: a step or
                 # template changed later does not move its history.
-                state["k"] = [sequence_id, step_id or 0, variant_template or step_template or 0, variant_id or 0]
-            state["c"], state["s"], state["st"] = created_at.timestamp(), _ts(sent_at), status
+                state = {"k": [sequence_id, step_id or 0, variant_template or step_template or 0, variant_id or 0]}
+            if row is not None:
+                state["st"], state["c"], state["s"] = row[6], row[7], row[8]
             key = tuple(state["k"])
             for event in events_of.get(message_id, ()):
                 _fold_event(state, event, key, organization_id, deltas)
-            _apply_difference(old, state, key, organization_id, deltas)
-            new_states.append((message_id, organization_id, state))
+            if state != old:
+                _apply_difference(old, state, key, organization_id, deltas)
+                new_states.append((message_id, organization_id, state))
         _states_save(new_states)
 
 
@@ -368,17 +433,28 @@ def _states_save(states: list[tuple[int, int, dict[str, Any]]]) -> None:
     if not states:
         return
     table = connection.ops.quote_name(MessageState._meta.db_table)
-    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    upsert = "ON CONFLICT (message_id) DO UPDATE SET state = excluded.state"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} (message_id, organization_id, state) "
+                f"SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::jsonb[]) {upsert}",
+                [
+                    [message_id for message_id, _, _ in states],
+                    [organization_id for _, organization_id, _ in states],
+                    [json.dumps(state, separators=(",", ":")) for _, _, state in states],
+                ],
+            )
+            return
         for start in range(0, len(states), 500):
             chunk = states[start : start + 500]
-            values = ", ".join([f"(%s, %s, %s{cast})"] * len(chunk))
             params: list[Any] = []
             for message_id, organization_id, state in chunk:
                 params.extend((message_id, organization_id, json.dumps(state, separators=(",", ":"))))
             cursor.execute(
-                f"INSERT INTO {table} (message_id, organization_id, state) VALUES {values} "
-                "ON CONFLICT (message_id) DO UPDATE SET state = excluded.state",
+                f"INSERT INTO {table} (message_id, organization_id, state) VALUES "
+                + ", ".join(["(%s, %s, %s)"] * len(chunk))
+                + f" {upsert}",
                 params,
             )
 

@@ -17,6 +17,9 @@ v1 = [
     path("", include("organizations.api_urls")),
     path("", include("delivery.api_urls")),
     path("", include("deliverability.api_urls")),
+    path("", include("analytics.api_urls")),
+    path("", include("analytics.customer_urls")),
+    path("", include("experiments.api_urls")),
 ]
 
 urlpatterns = [

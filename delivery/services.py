@@ -20,7 +20,7 @@ import random
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from typing import Any
@@ -31,9 +31,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from analytics import services as analytics_services
 from delivery import policies, ratelimit, routing, signing
 from delivery.composer import ComposedMessage, Recipient, Skeleton
-from delivery.machines import machine_reason
 from delivery.models import Event, Message
 from delivery.transports import Outcome, SendResult, TransportUnavailable, open_transport
 from sequences import services as sequence_services
@@ -97,6 +97,8 @@ def messages_enqueue(*, messages: list[NewMessage], now: dt.datetime) -> list[in
                     params,
                 )
                 ids.extend(row[0] for row in cursor.fetchall())
+    if ids:
+        analytics_services.facts_add_for(kind="message", queryset=Message.objects.filter(id__in=ids))
     messages_dispatch(message_ids=ids)
     return ids
 
@@ -124,12 +126,15 @@ def messages_sweep(*, now: dt.datetime | None = None) -> int:
     # A lost worker counts as an attempt, so a message that keeps killing its worker ends.
     given_up = list(expired.filter(attempts__gte=settings.SEND_MAX_ATTEMPTS - 1).values_list("id", "enrollment_id"))
     if given_up:
-        Message.objects.filter(id__in=[message_id for message_id, _ in given_up]).update(
-            status=Message.Status.FAILED,
-            attempts=F("attempts") + 1,
-            lease_expires_at=None,
-            response="gave up: the worker sending it was lost too often",
-        )
+        given_up_messages = Message.objects.filter(id__in=[message_id for message_id, _ in given_up])
+        with transaction.atomic():
+            analytics_services.facts_add_for(kind="message", queryset=given_up_messages)
+            given_up_messages.update(
+                status=Message.Status.FAILED,
+                attempts=F("attempts") + 1,
+                lease_expires_at=None,
+                response="gave up: the worker sending it was lost too often",
+            )
         sequence_services.enrollments_fail(
             enrollment_ids=[enrollment_id for _, enrollment_id in given_up], reason=Enrollment.ExitReason.SEND_FAILED
         )
@@ -228,6 +233,15 @@ MESSAGE_COLUMNS = (
     "organization__frequency_cap_daily",
     "organization__frequency_cap_weekly",
     "organization__sunset_days",
+    # A split step's variant overrides parts of the template (experiments.models.Variant).
+    "variant_id",
+    "variant__template__subject",
+    "variant__template__html_body",
+    "variant__template__text_body",
+    "variant__subject",
+    "variant__html_body",
+    "variant__text_body",
+    "variant__from_name",
 )
 
 
@@ -255,11 +269,27 @@ def _claim(message_ids: list[int], now: dt.datetime) -> list[dict[str, Any]]:
 
 
 def _skeleton(row: dict[str, Any]) -> Skeleton:
+    subject, html_body, text_body = (
+        row["step__template__subject"],
+        row["step__template__html_body"],
+        row["step__template__text_body"],
+    )
+    if row["variant__template__subject"] is not None:  # the variant's own template, whole
+        subject, html_body, text_body = (
+            row["variant__template__subject"],
+            row["variant__template__html_body"],
+            row["variant__template__text_body"],
+        )
+    if row["variant__html_body"]:
+        # A text part written for the other HTML would not match: derived from this one instead.
+        html_body, text_body = row["variant__html_body"], row["variant__text_body"] or ""
+    elif row["variant__text_body"]:
+        text_body = row["variant__text_body"]
     return Skeleton(
-        subject=row["step__template__subject"],
-        html_body=row["step__template__html_body"],
-        text_body=row["step__template__text_body"],
-        from_name=row["sequence__from_name"],
+        subject=row["variant__subject"] or subject,
+        html_body=html_body,
+        text_body=text_body,
+        from_name=row["variant__from_name"] or row["sequence__from_name"],
         from_email=row["sequence__from_email"],
         reply_to=row["sequence__reply_to"],
         track_opens=row["sequence__track_opens"],
@@ -385,7 +415,7 @@ class _Batch:
     def __init__(self, now: dt.datetime, rows: list[dict[str, Any]]) -> None:
         self.rows_by_id = {row["id"]: row for row in rows}
         self.deadline = time.monotonic() + min(settings.CELERY_TASK_SOFT_TIME_LIMIT, settings.SEND_LEASE_SECONDS) * 0.75
-        self.skeletons: dict[tuple[int, int], Skeleton] = {}
+        self.skeletons: dict[tuple[int, int, int | None], Skeleton] = {}
         self.date_header = format_datetime(now)
         self.composed: dict[int, ComposedMessage | None] = {}
         self.outcomes = _Outcomes()
@@ -540,9 +570,9 @@ class _Batch:
 
 
 def _compose(
-    row: dict[str, Any], skeletons: dict[tuple[int, int], Skeleton], date_header: str, outcomes: _Outcomes
+    row: dict[str, Any], skeletons: dict[tuple[int, int, int | None], Skeleton], date_header: str, outcomes: _Outcomes
 ) -> ComposedMessage | None:
-    key = (row["step_id"], row["sequence_id"])
+    key = (row["step_id"], row["sequence_id"], row["variant_id"])
     try:
         if key not in skeletons:
             skeletons[key] = _skeleton(row)
@@ -610,7 +640,8 @@ def retry_delay(attempts: int) -> dt.timedelta:
 
 
 def _update_sent(rows: list[tuple[int, str, str, str, str, str, int | None, str]], now: dt.datetime) -> None:
-    """Record successful sends, one plain UPDATE each (they come one at a time, as accepted)."""
+    """Record successful sends, one plain UPDATE each (they come one at a time, as accepted),
+    with the analytics fact in the same transaction (the same round trip on PostgreSQL)."""
     table = connection.ops.quote_name(Message._meta.db_table)
     links = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
     sql = (
@@ -618,7 +649,13 @@ def _update_sent(rows: list[tuple[int, str, str, str, str, str, int | None, str]
         f"subject = %s, recipient = %s, message_id_header = %s, links = {links}, response = %s, route_id = %s, "
         "provider_message_id = %s WHERE id = %s AND status = %s"
     )
-    with connection.cursor() as cursor:
+    fact_sql = analytics_services.message_fact_sql()
+    # On PostgreSQL both statements go as one query string, which the server runs as one
+    # transaction; elsewhere they share an atomic block.
+    together = connection.vendor == "postgresql"
+    if together:
+        sql = f"{sql}; {fact_sql}"
+    with connection.cursor() as cursor, nullcontext() if together else transaction.atomic():
         for message_id, subject, recipient, message_id_header, links_json, response, route_id, provider_id in rows:
             cursor.execute(
                 sql,
@@ -634,8 +671,18 @@ def _update_sent(rows: list[tuple[int, str, str, str, str, str, int | None, str]
                     provider_id,
                     message_id,
                     Message.Status.SENDING,
+                    *([message_id] if together else []),
                 ],
             )
+            if not together:
+                cursor.execute(fact_sql, [message_id])
+
+
+def _settle(mine: Any, message_id: int, **values: Any) -> None:
+    """Give a message still held by this worker its final status, with its analytics fact."""
+    with transaction.atomic():
+        if mine.filter(id=message_id).update(**values):
+            analytics_services.facts_add_for(kind="message", queryset=Message.objects.filter(id=message_id))
 
 
 def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
@@ -682,14 +729,21 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
         )
         report.retried += 1
     for message_id, response in outcomes.cancelled:
-        mine.filter(id=message_id).update(
-            status=Message.Status.CANCELLED, lease_expires_at=None, next_attempt_at=None, response=response
+        _settle(
+            mine,
+            message_id,
+            status=Message.Status.CANCELLED,
+            lease_expires_at=None,
+            next_attempt_at=None,
+            response=response,
         )
         report.cancelled += 1
     for message_id, response in outcomes.rejected:
         # Refused for the message or the route (policy, relay, content), not for the address:
         # the contact stays mailable and the enrollment goes on.
-        mine.filter(id=message_id).update(
+        _settle(
+            mine,
+            message_id,
             status=Message.Status.FAILED,
             lease_expires_at=None,
             next_attempt_at=None,
@@ -699,7 +753,9 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
         report.failed += 1
     failed_enrollments: dict[str, list[int]] = defaultdict(list)
     for message_id, reason, response, attempts_made in failed:
-        mine.filter(id=message_id).update(
+        _settle(
+            mine,
+            message_id,
             status=Message.Status.FAILED,
             lease_expires_at=None,
             next_attempt_at=None,
@@ -722,6 +778,9 @@ def _record(outcomes: _Outcomes, now: dt.datetime) -> SendReport:
                 attempts=F("attempts") + 1,
                 response=response,
             ):
+                analytics_services.facts_add(
+                    organization_id=message.organization_id, kind="message", object_ids=[message.pk]
+                )
                 message_bounced(message=message, detail=response)
         report.bounced += 1
     # Temporary refusals that say the mailbox is full count towards the address's soft-bounce limit.
@@ -747,22 +806,27 @@ def event_record(
     detail: str = "",
     dedupe_key: str = "",
 ) -> Event:
-    """Write an event. A `dedupe_key` (reported events) is unique per organization: a second
-    event with the same key raises IntegrityError."""
-    return Event.objects.create(
-        organization_id=contact.organization_id,
-        message=message,
-        contact=contact,
-        type=type,
-        occurred_at=occurred_at or timezone.now(),
-        ip=ip,
-        user_agent=user_agent[:512],
-        url=url,
-        is_machine=is_machine,
-        machine_reason=machine_reason,
-        detail=detail,
-        dedupe_key=dedupe_key,
-    )
+    """Write an event, with its analytics fact, and publish it to live dashboards after commit.
+    A `dedupe_key` (reported events) is unique per organization: a second event with the same
+    key raises IntegrityError."""
+    with transaction.atomic():
+        event = Event.objects.create(
+            organization_id=contact.organization_id,
+            message=message,
+            contact=contact,
+            type=type,
+            occurred_at=occurred_at or timezone.now(),
+            ip=ip,
+            user_agent=user_agent[:512],
+            url=url,
+            is_machine=is_machine,
+            machine_reason=machine_reason,
+            detail=detail,
+            dedupe_key=dedupe_key,
+        )
+        analytics_services.facts_add(organization_id=event.organization_id, kind="event", object_ids=[event.pk])
+        analytics_services.events_publish_after_commit([event])
+    return event
 
 
 def message_bounced(*, message: Message, detail: str) -> None:
@@ -793,45 +857,46 @@ class TrackedRequest:
     method: str
 
 
-def _tracking_event(message: Message, event_type: str, request: TrackedRequest, url: str = "") -> Event:
-    now = timezone.now()
-    reason = machine_reason(
-        user_agent=request.user_agent, ip=request.ip, sent_at=message.sent_at, occurred_at=now, method=request.method
-    )
-    return event_record(
-        message=message,
-        contact=message.contact,
-        type=event_type,
-        occurred_at=now,
-        ip=request.ip,
-        user_agent=request.user_agent,
-        url=url,
-        is_machine=bool(reason),
-        machine_reason=reason,
-    )
-
-
 def open_record(*, token: str, request: TrackedRequest) -> bool:
-    """Record an open for a pixel token; False when the token is not genuine."""
+    """Record an open for a pixel token (analytics.intake: buffered, or written at once);
+    False when the token is not genuine or, written at once, its message is gone."""
+    from analytics import intake
+
     ids = signing.unsign("open", token)
-    message = Message.objects.select_related("contact").filter(pk=ids[0]).first() if ids else None
-    if message is None:
+    if not ids:
         return False
-    _tracking_event(message, Event.Type.OPEN, request)
-    return True
+    hit = intake.Hit.new(
+        kind=Event.Type.OPEN, message_id=ids[0], ip=request.ip, user_agent=request.user_agent, method=request.method
+    )
+    if intake.buffered():
+        intake.hit_record(hit)
+        return True
+    return intake.hits_apply([hit]) > 0
 
 
 def click_record(*, token: str, request: TrackedRequest) -> str | None:
-    """Record a click and return the stored URL it leads to, or None when the token is not genuine."""
+    """Record a click and return the stored URL it leads to, or None when the token is not
+    genuine or its message is gone."""
+    from analytics import intake
+
     ids = signing.unsign("click", token)
     if not ids:
         return None
     message_id, link_index = ids
-    message = Message.objects.select_related("contact").filter(pk=message_id).first()
-    if message is None or link_index >= len(message.links):
+    links = Message.objects.filter(pk=message_id).values_list("links", flat=True).first()
+    if links is None or link_index >= len(links):
         return None
-    url = message.links[link_index]
-    _tracking_event(message, Event.Type.CLICK, request, url=url)
+    url = links[link_index]
+    intake.hit_record(
+        intake.Hit.new(
+            kind=Event.Type.CLICK,
+            message_id=message_id,
+            ip=request.ip,
+            user_agent=request.user_agent,
+            method=request.method,
+            url=url,
+        )
+    )
     return url
 
 

@@ -165,15 +165,25 @@ if REDIS_URL:
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
         }
     }
+    # Pub/sub: a group message is one PUBLISH, fanned out inside each server process; the
+    # list-based layer (channels_redis.core) costs several round trips per group message and
+    # slows down with many connections per process (bench/websocket_fanout.py). Live updates
+    # are a view of stored data, so at-most-once delivery is what they need.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "emailseq"},
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Analytics. Tracking hits go through a Redis list when there is one (analytics/intake.py);
+# pending facts are folded into the rollups every ANALYTICS_FLUSH_SECONDS.
+TRACKING_BUFFER = env_bool("TRACKING_BUFFER", bool(REDIS_URL))
+TRACKING_DRAIN_SECONDS = env_float("TRACKING_DRAIN_SECONDS", 1.0, minimum=0.05)
+ANALYTICS_FLUSH_SECONDS = env_float("ANALYTICS_FLUSH_SECONDS", 2.0, minimum=0.1)
 
 # The engine. Batches keep each transaction short and each Celery task worth its overhead.
 SCHEDULER_INTERVAL_SECONDS = env_float("SCHEDULER_INTERVAL_SECONDS", 2.0, minimum=0.1)
@@ -237,6 +247,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "sequences.tasks.tick",
         "schedule": SCHEDULER_INTERVAL_SECONDS,
         "options": {"expires": 30},
+    },
+    "analytics-flush": {
+        "task": "analytics.tasks.rollups_flush",
+        "schedule": ANALYTICS_FLUSH_SECONDS,
+        "options": {"expires": max(ANALYTICS_FLUSH_SECONDS * 5, 10)},
+    },
+    "experiments-evaluate": {
+        "task": "experiments.tasks.experiments_evaluate",
+        "schedule": 300.0,
+        "options": {"expires": 240},
     },
 }
 

@@ -24,7 +24,6 @@ urlpatterns = [
     either_slash(f"{SEQUENCE}/pause", api.SequencePauseApi.as_view(), "sequence-pause"),
     either_slash(f"{SEQUENCE}/archive", api.SequenceArchiveApi.as_view(), "sequence-archive"),
     either_slash(f"{SEQUENCE}/subscribers", api.SequenceSubscribersApi.as_view(), "sequence-subscribers"),
-    either_slash(f"{SEQUENCE}/analytics", api.SequenceAnalyticsApi.as_view(), "sequence-analytics"),
     path("templates/", api.TemplateCollectionApi.as_view(), name="template-collection"),
     path("templates/<id:template_id>/", api.TemplateItemApi.as_view(), name="template-item"),
     path("templates/<id:template_id>/preview/", api.TemplatePreviewApi.as_view(), name="template-preview"),

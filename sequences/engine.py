@@ -23,11 +23,12 @@ from django.db.models import Case, DateTimeField, Exists, OuterRef, Value, When
 from django.utils import timezone
 
 from delivery import services as delivery_services
-from delivery.models import Event
+from delivery.models import Event, Message
+from experiments import services as experiment_services
 from sequences.conditions import property_matches
 from sequences.models import Enrollment, Sequence, Step
 from sequences.schedule import next_time_of_day, window_opening, zone
-from sequences.services import events_since_enrollment, goal_reached
+from sequences.services import enrollments_goal_facts, events_since_enrollment, goal_reached
 from subscribers.models import Contact, ContactEvent
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,8 @@ class _Batch:
         self.contacts: dict[int, tuple[str, str, dict[str, Any]]] = {}
         self.outcomes: dict[int, _Outcome] = {}
         self.messages: list[delivery_services.NewMessage] = []
+        # (split step id, variant id) -> enrollments whose message carries that variant
+        self.variants: dict[tuple[int, int], list[int]] = defaultdict(list)
         self.advanced_steps = 0
 
     # Contact data is loaded only for the rows whose steps need it, once per batch.
@@ -237,6 +240,8 @@ class _Batch:
             going_on += self._conditions(by_kind.pop(Kind.CONDITION))
         if Kind.EMAIL in by_kind:
             going_on += self._emails(by_kind.pop(Kind.EMAIL))
+        if Kind.SPLIT in by_kind:
+            going_on += self._splits(by_kind.pop(Kind.SPLIT))
         return going_on
 
     def _move_on(self, row: _Row, step_id: int | None) -> _Row:
@@ -303,9 +308,10 @@ class _Batch:
         self._load_contacts(rows)
         return {row.enrollment_id for row in rows if property_matches(self.contacts[row.contact_id][2], condition)}
 
-    def _emails(self, rows: list[_Row]) -> list[_Row]:
+    def _sendable(self, rows: list[_Row]) -> list[_Row]:
+        """The rows that may be mailed now; the others end (not mailable) or wait for the window."""
         self._load_contacts(rows)
-        going_on = []
+        sendable = []
         for row in rows:
             plan = self.plans[row.sequence_id]
             status, _timezone, _properties = self.contacts[row.contact_id]
@@ -318,22 +324,57 @@ class _Batch:
             if opening > self.now:
                 self._wait(row, row.step_id, opening)
                 continue
-            self.messages.append(
-                delivery_services.NewMessage(
-                    organization_id=row.organization_id,
-                    enrollment_id=row.enrollment_id,
-                    step_id=row.step_id,
-                    sequence_id=row.sequence_id,
-                    contact_id=row.contact_id,
-                )
+            sendable.append(row)
+        return sendable
+
+    def _send(self, row: _Row) -> None:
+        self.messages.append(
+            delivery_services.NewMessage(
+                organization_id=row.organization_id,
+                enrollment_id=row.enrollment_id,
+                step_id=row.step_id,
+                sequence_id=row.sequence_id,
+                contact_id=row.contact_id,
             )
-            going_on.append(self._move_on(row, plan.following[row.step_id]))
+        )
+
+    def _emails(self, rows: list[_Row]) -> list[_Row]:
+        going_on = []
+        for row in self._sendable(rows):
+            self._send(row)
+            going_on.append(self._move_on(row, self.plans[row.sequence_id].following[row.step_id]))
+        return going_on
+
+    def _splits(self, rows: list[_Row]) -> list[_Row]:
+        """Like an email step, with a variant per enrollment (experiments.services); the
+        holdout gets no message and moves on as if it had. Assigned when the mail would go out,
+        so every arm starts from the same moment."""
+        by_step: dict[int, list[_Row]] = defaultdict(list)
+        for row in self._sendable(rows):
+            by_step[row.step_id].append(row)
+        going_on = []
+        for step_id, step_rows in by_step.items():
+            assigned = experiment_services.variants_assign(
+                step_id=step_id, enrollments=[(row.enrollment_id, row.contact_id) for row in step_rows], now=self.now
+            )
+            for row in step_rows:
+                variant = assigned[row.enrollment_id]
+                if not variant.is_holdout:
+                    self._send(row)
+                    if variant.variant_id is not None:
+                        self.variants[(step_id, variant.variant_id)].append(row.enrollment_id)
+                going_on.append(self._move_on(row, self.plans[row.sequence_id].following[step_id]))
         return going_on
 
     def write(self) -> TickReport:
         report = TickReport(claimed=len(self.rows), advanced_steps=self.advanced_steps)
         if self.messages:
             report.messages_created = len(delivery_services.messages_enqueue(messages=self.messages, now=self.now))
+        for (step_id, variant_id), enrollment_ids in self.variants.items():
+            # Before commit, so before any send task can claim these messages.
+            Message.objects.filter(step_id=step_id, enrollment_id__in=enrollment_ids, variant__isnull=True).update(
+                variant_id=variant_id
+            )
         groups: dict[_Outcome, list[int]] = defaultdict(list)
         for enrollment_id, outcome in self.outcomes.items():
             groups[outcome].append(enrollment_id)
@@ -342,6 +383,8 @@ class _Batch:
             if outcome.status != ACTIVE:
                 values.update(status=outcome.status, exit_reason=outcome.exit_reason, finished_at=self.now)
                 report.finished += len(ids)
+                if outcome.exit_reason == Enrollment.ExitReason.GOAL_REACHED:
+                    enrollments_goal_facts(Enrollment.objects.filter(id__in=ids))
             elif outcome.parked:
                 # The sequence may have been resumed since this batch read it; the resume only
                 # releases rows already parked, so decide against its committed status now.

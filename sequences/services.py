@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
+from analytics import services as analytics_services
 from deliverability import selectors as deliverability_selectors
 from delivery.models import Message
 from sequences.conditions import property_matches
@@ -173,7 +174,7 @@ def _activation_problems(sequence: Sequence) -> list[str]:
         problems.append("The sequence has no steps.")
     email_templates = []
     for step in steps:
-        if step.kind == Step.Kind.EMAIL:
+        if step.kind in (Step.Kind.EMAIL, Step.Kind.SPLIT):
             try:
                 step.template.full_clean()
             except ValidationError as error:
@@ -245,9 +246,9 @@ def sequence_archive(*, sequence: Sequence) -> Sequence:
     active = Enrollment.objects.filter(sequence=sequence, status=Enrollment.Status.ACTIVE)
     _end_enrollments(active, status=Enrollment.Status.EXITED, reason=Enrollment.ExitReason.SEQUENCE_ARCHIVED)
     # Messages held by an earlier pause may belong to enrollments that had already completed.
-    Message.objects.filter(sequence=sequence, status=Message.Status.QUEUED).update(
-        status=Message.Status.CANCELLED, response="sequence archived", next_attempt_at=None
-    )
+    held = Message.objects.filter(sequence=sequence, status=Message.Status.QUEUED)
+    analytics_services.facts_add_for(kind="message", queryset=held)
+    held.update(status=Message.Status.CANCELLED, response="sequence archived", next_attempt_at=None)
     return sequence
 
 
@@ -533,16 +534,26 @@ def enrollments_create(
     return report
 
 
+def _enrolled_facts(rows: list[Enrollment]) -> None:
+    if rows:
+        analytics_services.facts_add(
+            organization_id=rows[0].organization_id, kind="enrolled", object_ids=[row.pk for row in rows]
+        )
+
+
 def _enrollments_insert(rows: list[Enrollment], report: EnrollmentReport) -> None:
     try:
         with transaction.atomic():
-            report.enrolled += Enrollment.objects.bulk_create(rows, batch_size=1000)
+            created = Enrollment.objects.bulk_create(rows, batch_size=1000)
+            _enrolled_facts(created)
+            report.enrolled += created
     except IntegrityError:
         # Someone enrolled some of these contacts at the same moment: go one by one.
         for row in rows:
             try:
                 with transaction.atomic():
                     row.save(force_insert=True)
+                    _enrolled_facts([row])
                 report.enrolled.append(row)
             except IntegrityError:
                 row.pk = None
@@ -557,19 +568,28 @@ def enrollment_create(*, sequence: Sequence, contact: Contact, now: dt.datetime 
     return report.enrolled[0]
 
 
+@transaction.atomic
 def _end_enrollments(enrollments: Any, *, status: str, reason: str) -> int:
     """End the given active enrollments and cancel their messages that are not sent yet."""
     now = timezone.now()
-    ids = list(enrollments.filter(status=Enrollment.Status.ACTIVE).values_list("id", flat=True))
+    # Locked, so that exactly these are ended here: a goal is counted once per enrollment.
+    ids = list(enrollments.filter(status=Enrollment.Status.ACTIVE).select_for_update().values_list("id", flat=True))
     if not ids:
         return 0
     ended = Enrollment.objects.filter(id__in=ids, status=Enrollment.Status.ACTIVE).update(
         status=status, exit_reason=reason, finished_at=now, next_run_at=None, current_step=None
     )
-    Message.objects.filter(enrollment_id__in=ids, status=Message.Status.QUEUED).update(
-        status=Message.Status.CANCELLED, response=f"enrollment ended: {reason}", next_attempt_at=None
-    )
+    if reason == Enrollment.ExitReason.GOAL_REACHED:
+        enrollments_goal_facts(Enrollment.objects.filter(id__in=ids))
+    unsent = Message.objects.filter(enrollment_id__in=ids, status=Message.Status.QUEUED)
+    analytics_services.facts_add_for(kind="message", queryset=unsent)
+    unsent.update(status=Message.Status.CANCELLED, response=f"enrollment ended: {reason}", next_attempt_at=None)
     return ended
+
+
+def enrollments_goal_facts(enrollments: QuerySet) -> None:
+    """Note, for the analytics, that these enrollments have just reached their goal."""
+    analytics_services.facts_add_for(kind="goal", queryset=enrollments)
 
 
 def enrollments_end_for_contact(*, contact: Contact, reason: str) -> int:

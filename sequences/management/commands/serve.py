@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from analytics import services as analytics_services
 from sequences import engine
 
 logger = logging.getLogger("sequences.scheduler")
@@ -31,6 +32,8 @@ def run_scheduler(stop: threading.Event, interval: float) -> None:
                     report.messages_created,
                     report.messages_dispatched,
                 )
+            # Rollups trail events by one interval on embedded defaults.
+            analytics_services.rollups_flush()
             if report.more_due:
                 continue
         except Exception:
