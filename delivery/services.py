@@ -874,19 +874,28 @@ def open_record(*, token: str, request: TrackedRequest) -> bool:
     return intake.hits_apply([hit]) > 0
 
 
-def click_record(*, token: str, request: TrackedRequest) -> str | None:
-    """Record a click and return the stored URL it leads to, or None when the token is not
-    genuine or its message is gone."""
+def click_record(*, token: str, request: TrackedRequest, target: str | None = None) -> str | None:
+    """Record a click and return the URL it leads to, or None when the token is not genuine.
+
+    A token signed with its `target` (every message since targets travel in the link) needs
+    no database read; an older token leads to the URL stored on its message, if still there."""
     from analytics import intake
 
-    ids = signing.unsign("click", token)
-    if not ids:
-        return None
-    message_id, link_index = ids
-    links = Message.objects.filter(pk=message_id).values_list("links", flat=True).first()
-    if links is None or link_index >= len(links):
-        return None
-    url = links[link_index]
+    if target is not None:
+        ids = signing.unsign("click-to", token, covering=target.encode())
+        if not ids:
+            return None
+        message_id, _ = ids
+        url = target
+    else:
+        ids = signing.unsign("click", token)
+        if not ids:
+            return None
+        message_id, link_index = ids
+        links = Message.objects.filter(pk=message_id).values_list("links", flat=True).first()
+        if links is None or link_index >= len(links):
+            return None
+        url = links[link_index]
     intake.hit_record(
         intake.Hit.new(
             kind=Event.Type.CLICK,

@@ -22,6 +22,7 @@ MAC_BYTES = 12
 LAYOUTS = {
     "open": ">Q",  # message id
     "click": ">QH",  # message id, link index
+    "click-to": ">QH",  # message id, link index; the MAC also covers the link's target
     "unsubscribe": ">QQ",  # message id, contact id
     "correlation": ">Q",  # message id
 }
@@ -36,14 +37,17 @@ def mac_of(secret: str, purpose: str, payload: bytes) -> bytes:
     return hmac.digest(_key(secret, purpose), payload, "sha256")[:MAC_BYTES]
 
 
-def sign(purpose: str, *numbers: int) -> str:
+def sign(purpose: str, *numbers: int, covering: bytes = b"") -> str:
+    """A token carrying `numbers`; its MAC also covers `covering` (data that travels beside the
+    token, such as a link's target), which unsign must then be given."""
     payload = struct.pack(LAYOUTS[purpose], *numbers)
-    token = payload + mac_of(settings.SECRET_KEY, purpose, payload)
+    token = payload + mac_of(settings.SECRET_KEY, purpose, payload + covering)
     return base64.urlsafe_b64encode(token).rstrip(b"=").decode("ascii")
 
 
-def unsign(purpose: str, token: str) -> tuple[int, ...] | None:
-    """The ids in a token, or None when it is malformed, forged or altered."""
+def unsign(purpose: str, token: str, *, covering: bytes = b"") -> tuple[int, ...] | None:
+    """The ids in a token, or None when it is malformed, forged or altered (or `covering` is
+    not what it was signed with)."""
     layout = LAYOUTS[purpose]
     size = struct.calcsize(layout)
     if not isinstance(token, str) or len(token) > 64:
@@ -58,6 +62,6 @@ def unsign(purpose: str, token: str) -> tuple[int, ...] | None:
         return None
     payload, mac = raw[:size], raw[size:]
     for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
-        if hmac.compare_digest(mac, mac_of(secret, purpose, payload)):
+        if hmac.compare_digest(mac, mac_of(secret, purpose, payload + covering)):
             return struct.unpack(layout, payload)
     return None

@@ -36,7 +36,7 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD"])
 def click(request: HttpRequest, token: str) -> HttpResponse:
-    url = services.click_record(token=token, request=_tracked_request(request))
+    url = services.click_record(token=token, request=_tracked_request(request), target=request.GET.get("u"))
     if url is None:
         raise Http404("unknown link")
     response = HttpResponseRedirect(url)

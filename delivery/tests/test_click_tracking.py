@@ -83,3 +83,25 @@ def test_a_malformed_forwarded_address_does_not_break_tracking(settings, deliver
     assert response.status_code == 302
     [event] = Event.objects.filter(message=delivered_message)
     assert event.ip in (None, "10.0.0.5")
+
+
+def test_a_link_that_carries_its_target_redirects_there_under_its_mac(delivered_message: Message) -> None:
+    target = "https://shop.example.com/new?ref=mail&x=1"
+    path = path_of(click_url(delivered_message.pk, 0, target))
+    assert "?u=https%3A%2F%2Fshop.example.com%2Fnew%3Fref%3Dmail%26x%3D1" in path
+
+    response = Client().get(path, HTTP_USER_AGENT=BROWSER)
+
+    assert response.status_code == 302 and response["Location"] == target
+    [event] = Event.objects.filter(message=delivered_message)
+    assert (event.type, event.url) == (Event.Type.CLICK, target)
+
+
+@pytest.mark.parametrize("altered", ["https://evil.example.net/", "https://shop.example.com/new?ref=mail&x=2", ""])
+def test_a_target_changed_in_transit_is_refused(delivered_message: Message, altered: str) -> None:
+    token_path = path_of(click_url(delivered_message.pk, 0, "https://shop.example.com/new?ref=mail&x=1")).split("?")[0]
+
+    response = Client().get(token_path, {"u": altered}, HTTP_USER_AGENT=BROWSER)
+
+    assert response.status_code == 404
+    assert not Event.objects.exists()
