@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from analytics import selectors
 from analytics.models import Period
 from analytics.services import FUNNEL_METRICS
+from api.fields import ReportingDateTimeField
 from api.views import OrganizationApiView
 from sequences import selectors as sequence_selectors
 
@@ -27,8 +28,8 @@ class FunnelQueryInput(serializers.Serializer):
     period = serializers.ChoiceField(
         choices=Period.choices, default=Period.DAY, help_text="Size of the series' buckets (UTC)."
     )
-    since = serializers.DateTimeField(required=False, help_text="Only buckets starting at or after this time.")
-    until = serializers.DateTimeField(required=False, help_text="Only buckets starting before this time.")
+    since = ReportingDateTimeField(required=False, help_text="Only buckets starting at or after this time.")
+    until = ReportingDateTimeField(required=False, help_text="Only buckets starting before this time.")
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         since, until = data.get("since"), data.get("until")

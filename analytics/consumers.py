@@ -54,7 +54,11 @@ def subscription_for(scope: dict[str, Any], *, allow_sequence: bool) -> Subscrip
     user = scope.get("user")
     if scope.get("token_refused") or user is None or not user.is_authenticated:
         raise Refused(UNAUTHENTICATED, "Sign in, or present an API key or access token.")
-    query = {name: values[0].strip() for name, values in parse_qs(scope.get("query_string", b"").decode()).items()}
+    try:
+        raw_query = scope.get("query_string", b"").decode()
+    except UnicodeDecodeError:
+        raise Refused(BAD_REQUEST, "The query string is not UTF-8.") from None
+    query = {name: values[0].strip() for name, values in parse_qs(raw_query).items()}
     wanted = query.get("organization", "")
     api_key = scope.get("api_key")
     if api_key is not None:
@@ -64,7 +68,7 @@ def subscription_for(scope: dict[str, Any], *, allow_sequence: bool) -> Subscrip
     else:
         memberships = Membership.objects.filter(user_id=user.pk)
         if wanted:
-            lookup = {"organization_id": int(wanted)} if wanted.isdigit() else {"organization__slug": wanted}
+            lookup = {"organization_id": int(wanted)} if _is_id(wanted) else {"organization__slug": wanted}
             found = list(memberships.filter(**lookup).values_list("organization_id", flat=True))
             if not found:
                 raise Refused(FORBIDDEN, f"You are not a member of an organization {wanted!r}.")
@@ -79,12 +83,17 @@ def subscription_for(scope: dict[str, Any], *, allow_sequence: bool) -> Subscrip
     if "sequence" in query:
         if not allow_sequence:
             raise Refused(BAD_REQUEST, "This stream has no per-sequence view.")
-        if not query["sequence"].isdigit():
+        if not _is_id(query["sequence"]):
             raise Refused(BAD_REQUEST, "sequence must be a sequence id.")
         sequence_id = int(query["sequence"])
         if not Sequence.objects.for_org(organization_id).filter(pk=sequence_id).exists():
             raise Refused(FORBIDDEN, f"There is no sequence {sequence_id} in this organization.")
     return Subscription(organization_id=organization_id, sequence_id=sequence_id)
+
+
+def _is_id(text: str) -> bool:
+    """Plain ASCII digits of a 64-bit id ("²".isdigit() is true, int("²") fails)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def live_totals(subscription: Subscription) -> dict[str, Any]:

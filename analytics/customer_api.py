@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from analytics import customer_selectors as selectors
 from analytics import customers
-from api.fields import IdField
+from api.fields import IdField, ReportingDateTimeField
 from api.problems import Unprocessable
 from api.views import OrganizationApiView
 from sequences.selectors import sequence_for_reference
@@ -308,8 +308,8 @@ class AttributionInput(SequenceFilterInput, PurchaseEventsInput):
         default=selectors.TouchKind.SENT,
         help_text="What touches a contact: a sent message, a person's open or click, or a click only.",
     )
-    since = serializers.DateTimeField(required=False, help_text="Conversions at or after this time.")
-    until = serializers.DateTimeField(required=False, help_text="Conversions at or before this time.")
+    since = ReportingDateTimeField(required=False, help_text="Conversions at or after this time.")
+    until = ReportingDateTimeField(required=False, help_text="Conversions at or before this time.")
 
     def validate_model(self, value: str) -> list[customers.Model]:
         names = [name.strip() for name in value.split(",") if name.strip()]

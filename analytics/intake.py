@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,16 @@ HITS_KEY = "emailseq:tracking:hits"
 LOCK_KEY = "emailseq:tracking:drain-lock"
 DRAIN_BATCH = 2_000
 LOCK_SECONDS = 60
+GATHER_SECONDS = 0.2
+# What the database (or its driver: psycopg2 refuses NUL characters itself) says of bad data,
+# as opposed to being away.
+REFUSED_DATA = (DataError, IntegrityError, ValueError)
+TRIM_IF_OWNER = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('ltrim', KEYS[2], tonumber(ARGV[2]), -1)
+redis.call('expire', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -50,8 +60,9 @@ class Hit:
     id: str = ""
 
     @classmethod
-    def new(cls, **fields: Any) -> Hit:
-        return cls(id=uuid.uuid4().hex, at=time.time(), **fields)
+    def new(cls, *, user_agent: str, **fields: Any) -> Hit:
+        # PostgreSQL text cannot hold NUL; a client can send one in its User-Agent.
+        return cls(id=uuid.uuid4().hex, at=time.time(), user_agent=user_agent.replace("\x00", "")[:512], **fields)
 
 
 def buffered() -> bool:
@@ -182,6 +193,20 @@ def hits_apply(hits: Iterable[Hit]) -> int:
     return len(written)
 
 
+def _apply_setting_aside_bad_hits(hits: list[Hit]) -> None:
+    """hits_apply for a batch; when the database refuses the batch's data (not when it is
+    away), write the hits one by one and set aside, logged, those it refuses, so that one bad
+    hit cannot hold up the buffer."""
+    try:
+        hits_apply(hits)
+    except REFUSED_DATA:
+        for hit in hits:
+            try:
+                hits_apply([hit])
+            except REFUSED_DATA:
+                logger.exception("setting aside a tracking hit the database refuses: %r", hit)
+
+
 def _parse(raw: bytes) -> Hit | None:
     try:
         return Hit(**json.loads(raw))
@@ -207,8 +232,12 @@ def hits_drain(*, max_batches: int | None = None) -> int:
                 raw = client.lrange(HITS_KEY, 0, DRAIN_BATCH - 1)
                 if not raw:
                     break
-                hits_apply(hit for hit in map(_parse, raw) if hit is not None)
-                client.ltrim(HITS_KEY, len(raw), -1)
+                _apply_setting_aside_bad_hits([hit for hit in map(_parse, raw) if hit is not None])
+                # Trim only while the lock is still ours: a drainer whose lock expired mid-batch
+                # must not trim the batch a newer drainer has read (it was written once anyway).
+                if not client.eval(TRIM_IF_OWNER, 2, LOCK_KEY, HITS_KEY, token, len(raw), LOCK_SECONDS):
+                    logger.warning("tracking drain lost its lock mid-batch; another drainer goes on")
+                    return taken
                 taken += len(raw)
                 batches += 1
         finally:
@@ -246,7 +275,10 @@ class _Drainer:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(timeout=settings.TRACKING_DRAIN_SECONDS)
+            if self._wake.wait(timeout=settings.TRACKING_DRAIN_SECONDS):
+                # Let a batch gather: under load the list empties and refills all the time, and
+                # a batch of a few hits costs almost three times as much per hit as a full one.
+                time.sleep(GATHER_SECONDS)
             self._wake.clear()
             try:
                 close_old_connections()

@@ -85,9 +85,10 @@ def events_publish(events: Iterable[Mapping[str, Any]]) -> None:
     _publish([(group, {"type": EVENTS_MESSAGE, "frames": frames}) for group, frames in by_group.items()])
 
 
-def counters_publish(organization_id: int, sequence_id: int | None, deltas: Mapping[str, int]) -> None:
-    """Tell the organization's (and the sequence's) analytics dashboards that counts moved."""
-    changed = {str(name): int(delta) for name, delta in deltas.items() if delta}
+def counters_publish(organization_id: int, sequence_id: int | None, deltas: Mapping[str, Any]) -> None:
+    """Tell the organization's (and the sequence's) analytics dashboards that counts moved.
+    Counts are integers; revenue is a decimal string ("12.50"), passed on as it is."""
+    changed = {str(name): (str(delta) if name == "revenue" else int(delta)) for name, delta in deltas.items() if delta}
     if not changed:
         return
     frame = {

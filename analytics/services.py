@@ -138,7 +138,7 @@ class _Deltas:
             if period != Period.HOUR:
                 continue
             for metric, n in metrics.items():
-                if n and (step_id == 0 or metric not in ("enrolled", "goal_reached", "revenue", "assigned")):
+                if n and (step_id == 0 or metric not in ("enrolled", "goal_reached", "revenue")):
                     totals[sequence_id][metric] += n
         return totals
 

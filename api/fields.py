@@ -91,3 +91,16 @@ def jsonb_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [jsonb_safe(item) for item in value]
     return value
+
+
+class ReportingDateTimeField(serializers.DateTimeField):
+    """A date and time for reporting spans: between 1970 and 9000, so that spans and windows
+    computed from it never overflow (year 1 minus a week is an error, not a report)."""
+
+    default_error_messages = {"out_of_range": "Give a date between 1970 and 9000."}
+
+    def to_internal_value(self, value: Any) -> Any:
+        parsed = super().to_internal_value(value)
+        if not 1970 <= parsed.year <= 9000:
+            self.fail("out_of_range")
+        return parsed

@@ -276,9 +276,16 @@ def _verdict(analysis: Analysis) -> None:
         analysis.verdict = f"{candidate.name} wins."
 
 
+# The mSPRT's mixing scale for guardrails: unsubscribe and complaint rates differ by tenths of
+# a percentage point, not by the points a click test looks for.
+GUARDRAIL_TAU2 = 0.005**2
+
+
 def _guardrail_breaches(experiment: Experiment, control: Arm, challengers: list[Arm]) -> list[GuardrailBreach]:
     """Challengers whose unsubscribe or complaint rate is significantly higher than the
-    control's: a one-sided pooled z-test at the experiment's alpha."""
+    control's. Guardrails are checked at every evaluation, so the test is the sequential one
+    (mSPRT, always-valid p-values): checking a fixed-horizon test every few minutes would stop
+    good variants far more often than alpha."""
     breaches = []
     control_delivered = int(control.totals.get("delivered", 0))
     for arm in challengers:
@@ -290,10 +297,11 @@ def _guardrail_breaches(experiment: Experiment, control: Arm, challengers: list[
             rate, control_rate = count / delivered, control_count / control_delivered
             if count + control_count == 0 or rate <= control_rate:
                 continue
-            result = stats.two_proportion_ztest([control_count, count], [control_delivered, delivered])
-            one_sided = float(result.p_value) / 2  # the variant's rate is the higher one
-            if one_sided < experiment.alpha:
-                breaches.append(GuardrailBreach(arm.variant, metric, rate, control_rate, one_sided))
+            p_value = float(
+                stats.msprt(control_count, control_delivered, count, delivered, tau2=GUARDRAIL_TAU2).p_value
+            )
+            if p_value < experiment.alpha:
+                breaches.append(GuardrailBreach(arm.variant, metric, rate, control_rate, p_value))
                 break
     return breaches
 

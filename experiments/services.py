@@ -353,8 +353,9 @@ def experiment_evaluate(*, experiment_id: int, now: dt.datetime | None = None) -
 
     A variant whose unsubscribe or complaint rate is significantly worse than the control's is
     stopped (no new contacts). A winner is declared only when the test says so: the fixed test
-    once every arm has its planned sample, the sequential one at any look. People are told
-    through a live notification, after commit.
+    once, when every arm has its planned sample (without a winner then, the experiment stops and
+    the step sends its own email), the sequential one at any look. People are told through a
+    live notification, after commit.
     """
     now = now or timezone.now()
     evaluation = Evaluation()
@@ -420,12 +421,33 @@ def experiment_evaluate(*, experiment_id: int, now: dt.datetime | None = None) -
                     "data": {**base, "variant_id": winner.pk, "p_value": p_value, "test": analysis.test},
                 }
             )
+        elif experiment.test == Experiment.Test.FIXED and analysis.sample_reached:
+            # A fixed-horizon test is read once, at its planned sample: testing it again as data
+            # keeps coming would find a "winner" far more often than alpha.
+            experiment.status = Experiment.Status.STOPPED
+            experiment.decided_at = now
+            experiment.decision = (
+                f"No winner: {analysis.verdict} at the planned sample ({analysis.test}, p = {_p(analysis.p_value)}, "
+                f"alpha {experiment.alpha}). New contacts get the step's own email."
+            )
+            experiment.save(update_fields=["status", "decided_at", "decision"])
+            notifications.append(
+                {
+                    "kind": "experiment_concluded",
+                    "title": f"Experiment {experiment}: no significant difference",
+                    "data": {**base, "p_value": analysis.p_value, "test": analysis.test},
+                }
+            )
         organization_id = experiment.organization_id
         for notification in notifications:
             transaction.on_commit(
                 lambda notification=notification: live.notification_publish(organization_id, **notification)
             )
     return evaluation
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def experiments_evaluate_all(*, now: dt.datetime | None = None) -> int:

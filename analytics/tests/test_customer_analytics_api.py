@@ -297,6 +297,7 @@ def test_a_read_key_and_a_viewer_can_read_and_strangers_cannot(route, shop):
         ("api:customer-attribution", {"half_life_days": "nan"}, "half_life_days"),
         ("api:customer-attribution", {"touch": "smelled"}, "touch"),
         ("api:customer-attribution", {"since": "yesterday"}, "since"),
+        ("api:customer-attribution", {"since": "0001-01-05T00:00:00Z"}, "since"),
         ("api:customer-attribution", {"since": "2026-02-01T00:00Z", "until": "2026-01-01T00:00Z"}, "until"),
         ("api:customer-attribution", {"sequence_id": "-3"}, "sequence_id"),
     ],

@@ -402,3 +402,51 @@ def test_a_channel_layer_that_is_down_is_logged_and_never_breaks_the_caller(sett
     assert [record.getMessage() for record in caplog.records] == [
         "live: could not publish 1 message(s) to the channel layer"
     ] * 3
+
+
+def test_the_flush_sends_counter_deltas_revenue_included() -> None:
+    from django.utils import timezone
+
+    from analytics import services
+    from delivery.tests.factories import email_sequence
+    from sequences import services as sequence_services
+    from sequences.models import Sequence
+    from subscribers.services import NewContactEvent, contact_events_ingest
+    from subscribers.tests.factories import ContactFactory
+
+    organization = OrganizationFactory()
+    sequence = email_sequence(organization)
+    Sequence.objects.filter(pk=sequence.pk).update(goal={"type": "event", "name": "purchased"})
+    contact = ContactFactory(organization=organization)
+    cookie = session_cookie(member(organization))
+
+    async def scenario() -> list[dict[str, Any]]:
+        dashboard = Connection(f"/ws/analytics/?sequence={sequence.pk}", [OWN_ORIGIN, cookie])
+        assert await dashboard.open() is None
+        await dashboard.receive()  # the snapshot
+
+        def purchase() -> None:
+            sequence_services.enrollments_create(sequence=Sequence.objects.get(pk=sequence.pk), contacts=[contact])
+            contact_events_ingest(
+                organization=organization,
+                events=[
+                    NewContactEvent(
+                        index=0,
+                        name="purchased",
+                        occurred_at=timezone.now(),  # after the enrollment began
+                        properties={"revenue": 12.5},
+                        contact_id=contact.pk,
+                    )
+                ],
+            )
+            services.rollups_flush()
+
+        await sync_to_async(purchase)()
+        frames = [await dashboard.receive()]
+        await dashboard.close()
+        return frames
+
+    [frame] = run(scenario)
+
+    assert frame["type"] == "counters" and frame["sequence_id"] == sequence.pk
+    assert frame["deltas"] == {"enrolled": 1, "goal_reached": 1, "revenue": "12.50"}

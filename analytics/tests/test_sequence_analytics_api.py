@@ -150,6 +150,7 @@ def test_hourly_series_within_a_span(sequence):
         ("?since=yesterday", "since"),
         ("?since=2026-12-02T00:00:00Z&until=2026-12-01T00:00:00Z", "until"),
         ("?period=hour&since=2026-01-01T00:00:00Z&until=2026-12-01T00:00:00Z", "since"),
+        ("?period=hour&until=0001-01-03T00:00:00Z", "until"),
     ],
 )
 def test_bad_queries_get_a_problem_naming_the_field(sequence, query, field):

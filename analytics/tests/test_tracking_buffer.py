@@ -120,3 +120,50 @@ def test_an_unreadable_hit_is_dropped_and_the_rest_written(buffer, delivered_mes
 
     assert intake.hits_drain() == 2
     assert Event.objects.filter(message=delivered_message).count() == 1
+
+
+def test_a_drainer_that_lost_its_lock_leaves_the_list_to_the_next(buffer, delivered_message: Message, monkeypatch):
+    for _ in range(4):
+        intake.hit_record(
+            intake.Hit.new(kind="open", message_id=delivered_message.pk, ip=None, user_agent=BROWSER, method="GET")
+        )
+    monkeypatch.setattr(intake, "DRAIN_BATCH", 2)
+    apply = intake._apply_setting_aside_bad_hits
+
+    def slow_batch(hits):
+        apply(hits)
+        buffer.set(intake.LOCK_KEY, "another drainer")  # our lock expired and was taken over
+
+    monkeypatch.setattr(intake, "_apply_setting_aside_bad_hits", slow_batch)
+    assert intake.hits_drain() == 0
+    assert intake.hits_pending() == 4  # nothing trimmed: the batch is the next drainer's to trim
+    monkeypatch.undo()
+    buffer.delete(intake.LOCK_KEY)
+
+    assert intake.hits_drain() == 4
+    assert Event.objects.filter(message=delivered_message).count() == 4  # each once
+    assert intake.hits_pending() == 0
+
+
+def test_a_hit_the_database_refuses_is_set_aside_and_the_rest_written(buffer, delivered_message: Message):
+    good = intake.Hit.new(kind="open", message_id=delivered_message.pk, ip=None, user_agent=BROWSER, method="GET")
+    bad = dict(asdict(good), id="bad", user_agent="evil\x00agent")  # PostgreSQL text cannot hold NUL
+    buffer.rpush(intake.HITS_KEY, json.dumps(bad), json.dumps(asdict(good)))
+
+    assert intake.hits_drain() == 2
+
+    assert intake.hits_pending() == 0
+    assert Event.objects.filter(message=delivered_message, dedupe_key=f"hit:{good.id}").count() == 1
+
+
+def test_a_click_that_carries_its_target_costs_no_database_query(
+    buffer, delivered_message: Message, django_assert_num_queries
+):
+    path = path_of(click_url(delivered_message.pk, 0, delivered_message.links[0]))
+
+    with django_assert_num_queries(0):
+        response = Client().get(path, HTTP_USER_AGENT=BROWSER)
+
+    assert response.status_code == 302 and response["Location"] == delivered_message.links[0]
+    assert intake.hits_drain() == 1
+    assert Event.objects.get(message=delivered_message).url == delivered_message.links[0]

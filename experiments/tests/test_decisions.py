@@ -55,15 +55,22 @@ def test_the_fixed_test_decides_once_every_arm_has_its_sample(django_capture_on_
     assert "B wins" in experiment.decision
 
 
-def test_the_fixed_test_declares_nothing_without_a_significant_difference(django_capture_on_commit_callbacks) -> None:
+def test_the_fixed_test_is_read_once_at_its_sample_and_stops_without_a_winner(
+    django_capture_on_commit_callbacks,
+) -> None:
+    """Read again and again as data keeps coming, a fixed-horizon test would find a winner far
+    more often than alpha: without a significant difference at the planned sample, it stops."""
     sequence = ab(fixed_settings(sample_size_per_variant=500))
     record_results(variant(sequence, "A"), delivered=600, clicked=30)
     record_results(variant(sequence, "B"), delivered=600, clicked=36)
 
     experiment = evaluate(sequence, django_capture_on_commit_callbacks)
 
-    assert experiment.status == Experiment.Status.RUNNING
-    assert selectors.experiment_results(experiment=experiment)["verdict"] == "No significant difference."
+    assert experiment.status == Experiment.Status.STOPPED and experiment.winner is None
+    assert experiment.decision.startswith("No winner: No significant difference.")
+    # Stopped experiments are never evaluated again, so a later lucky streak declares nothing.
+    record_results(variant(sequence, "B"), delivered=600, clicked=300)
+    assert evaluate(sequence, django_capture_on_commit_callbacks).status == Experiment.Status.STOPPED
 
 
 def test_the_sequential_test_decides_as_soon_as_its_p_value_is_below_alpha(django_capture_on_commit_callbacks) -> None:
@@ -132,7 +139,7 @@ def test_a_guardrail_stops_a_variant_with_more_unsubscribes_and_says_so(django_c
 def test_a_guardrail_stops_a_variant_with_more_complaints(django_capture_on_commit_callbacks) -> None:
     sequence = ab(fixed_settings())
     record_results(variant(sequence, "A"), delivered=2000, complained=0)
-    record_results(variant(sequence, "B"), delivered=2000, complained=9)
+    record_results(variant(sequence, "B"), delivered=2000, complained=25)
 
     evaluate(sequence, django_capture_on_commit_callbacks)
 
@@ -142,7 +149,7 @@ def test_a_guardrail_stops_a_variant_with_more_complaints(django_capture_on_comm
 def test_guardrails_can_be_turned_off(django_capture_on_commit_callbacks) -> None:
     sequence = ab(fixed_settings(guardrails=False))
     record_results(variant(sequence, "A"), delivered=2000, complained=0)
-    record_results(variant(sequence, "B"), delivered=2000, complained=9)
+    record_results(variant(sequence, "B"), delivered=2000, complained=25)
 
     evaluate(sequence, django_capture_on_commit_callbacks)
 

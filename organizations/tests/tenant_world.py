@@ -16,6 +16,7 @@ from django.utils import timezone
 from api.models import IdempotencyRecord
 from deliverability.models import BounceReport
 from deliverability.tests.factories import SendingDomainFactory
+from experiments.models import Assignment, Experiment, Variant
 from delivery.models import Event
 from delivery.tests.factories import DeliveryRouteFactory, EventFactory, MessageFactory, enrollment_for
 from organizations.models import ApiKey, Membership, Organization
@@ -106,8 +107,26 @@ def build_tenant(marker: str) -> Tenant:
         source=f"{marker}-form",
         occurred_at=timezone.now(),
     )
+    # A split test lives in a sequence of its own, so the one above keeps its single step.
+    tested = SequenceFactory(organization=organization, name=f"{marker} tested", from_email=f"ab@{marker}.example")
+    split_step = StepFactory(
+        sequence=tested, position=1, kind=Step.Kind.SPLIT, template=template, name=f"{marker} split"
+    )
+    experiment = Experiment.objects.create(organization=organization, step=split_step, name=f"{marker} experiment")
+    variant = Variant.objects.create(organization=organization, experiment=experiment, name=f"{marker} variant")
+    assignment = Assignment.objects.create(
+        organization=organization,
+        experiment=experiment,
+        variant=variant,
+        enrollment=enrollment_for(tested, contact),
+        contact=contact,
+        assigned_at=timezone.now(),
+    )
     rows = {
         Organization: organization,
+        Experiment: experiment,
+        Variant: variant,
+        Assignment: assignment,
         Membership: membership,
         type(contact_list): contact_list,
         type(tag): tag,

@@ -109,7 +109,7 @@ def test_form_choices_offer_the_own_organizations_rows_and_none_of_another(
 
     if page == "add" and response.status_code == 403:
         # Only records nobody adds by hand (messages, events, imports, idempotency records, bounce
-        # reports, consent records), keys (made where their secret can be shown once) and
+        # reports, consent records, experiment assignments), keys (made where their secret can be shown once) and
         # organizations refuse the page.
         assert model._meta.label in (
             "deliverability.BounceReport",
@@ -121,6 +121,7 @@ def test_form_choices_offer_the_own_organizations_rows_and_none_of_another(
             "subscribers.ContactEvent",
             "subscribers.ContactImport",
             "api.IdempotencyRecord",
+            "experiments.Assignment",
         )
         return
     assert response.status_code == 200
