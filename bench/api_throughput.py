@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from bench.common import (
     create_database,
     django_env,
     drop_database,
+    free_port,
     machine,
     migrate,
     percentile,
@@ -52,12 +52,6 @@ BATCH = 500
 CONTACTS = 5_000
 TARGET_P99_MS = 1_000.0
 TARGET_EVENTS_PER_SECOND = 2_000.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(env: dict[str, str]) -> str:

@@ -96,6 +96,15 @@ def setup_django(env: dict[str, str] | None = None) -> None:
     django.setup()
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 just now (for a server the benchmark starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 # CPU accounting ------------------------------------------------------------------------------
 
 

@@ -52,6 +52,7 @@ from bench.common import (
     create_database,
     django_env,
     drop_database,
+    free_port,
     machine,
     migrate,
     percentile,
@@ -64,12 +65,6 @@ TARGET_P99_MS = 500
 TARGET_LOST = 0
 QUIET_SECONDS = 2.0
 DRAIN_LIMIT_SECONDS = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Set-up (a process of its own, with Django) --------------------------------------------------
