@@ -835,5 +835,3 @@ class SequenceSubscribersApi(JsonApiView):
             "invalid_emails": candidates.invalid_emails,
         }
         return Response(EnrollReportOutput(answer).data, status=status.HTTP_201_CREATED)
-
-

@@ -40,7 +40,7 @@ def test_the_three_urls_switch_the_database_redis_parts_and_mail_route(tmp_path:
     assert (database["CONN_MAX_AGE"], database["OPTIONS"]) == (0, {"sslmode": "require"})
     assert started["_cache_class"] == "RedisCache"
     assert started["CACHES"]["default"]["LOCATION"] == "redis://cache.internal:6380/3"
-    assert started["_channel_layer_class"] == "RedisChannelLayer"
+    assert started["_channel_layer_class"] == "RedisPubSubChannelLayer"
     assert started["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == ["redis://cache.internal:6380/3"]
     assert (started["CELERY_TASK_ALWAYS_EAGER"], started["_celery_always_eager"]) == (False, False)
     assert started["_celery_broker_url"] == "redis://cache.internal:6380/3"

@@ -16,9 +16,9 @@ from django.utils import timezone
 from api.models import IdempotencyRecord
 from deliverability.models import BounceReport
 from deliverability.tests.factories import SendingDomainFactory
-from experiments.models import Assignment, Experiment, Variant
 from delivery.models import Event
 from delivery.tests.factories import DeliveryRouteFactory, EventFactory, MessageFactory, enrollment_for
+from experiments.models import Assignment, Experiment, Variant
 from organizations.models import ApiKey, Membership, Organization
 from organizations.services import api_key_create
 from organizations.tests.factories import OrganizationFactory, member

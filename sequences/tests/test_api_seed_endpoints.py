@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.test import Client
 
+from analytics import services as analytics_services
 from api.tests.clients import key_client
 from delivery.models import Event
 from delivery.tests.factories import BROWSER
@@ -123,30 +124,43 @@ def test_the_seed_endpoints_create_read_update_activate_enroll_and_report(django
         tick(django_capture_on_commit_callbacks)
     assert [str(message["To"]) for message in captured_mail(organization)].count(bob.email) == 2
 
+    analytics_services.rollups_flush()  # what the periodic flush does
     analytics = key_client(organization, ApiKey.Scope.READ).get(f"/api/v1/email-sequences/{sequence_id}/analytics")
     assert analytics.status_code == 200
     body = analytics.json()
     first, second = body["steps"]
     assert (first["position"], second["position"]) == (1, 5)
-    assert first["counts"] == {
+    picked = (
+        "reached",
+        "sent",
+        "delivered",
+        "bounced",
+        "failed",
+        "cancelled",
+        "opened",
+        "machine_opened",
+        "clicked",
+        "machine_clicked",
+        "unsubscribed",
+        "complained",
+    )
+    assert {name: first["counts"][name] for name in picked} == {
         "reached": 3,
-        "queued": 0,
         "sent": 3,
         "delivered": 3,
         "bounced": 0,
         "failed": 0,
         "cancelled": 0,
         "opened": 2,
-        "machine_opens": 1,
+        "machine_opened": 1,
         "clicked": 1,
-        "machine_clicks": 1,
+        "machine_clicked": 1,
         "unsubscribed": 0,
         "complained": 0,
     }
     assert second["counts"]["sent"] == 1 and second["counts"]["opened"] == 0
-    assert body["totals"]["sent"] == 4 and body["totals"]["opened"] == 2
-    assert body["enrollments"]["enrolled"] == 3
-    assert body["enrollments"]["exited"] == 2 and body["enrollments"]["exited_by_reason"]["exit_step"] == 2
-    assert body["enrollments"]["completed"] == 1
+    assert body["totals"]["counts"]["sent"] == 4 and body["totals"]["counts"]["opened"] == 2
+    assert body["totals"]["counts"]["enrolled"] == 3
+    assert Enrollment.objects.filter(sequence_id=sequence_id, status=Enrollment.Status.EXITED).count() == 2
     assert Enrollment.objects.get(contact=bob).status == Enrollment.Status.COMPLETED
     assert Sequence.objects.get(pk=sequence_id).name == "Onboarding v2"

@@ -27,7 +27,7 @@ FIRST_HTML = """<html><body>
 <p><a href="https://shop.example.com/new?ref=mail&amp;x=1">New arrivals</a></p>
 <p><a href="https://docs.example.com/start">Get started</a></p>
 </body></html>"""
-TRACKED = re.compile(r"http://[^/]+/t/c/[A-Za-z0-9_-]+")
+TRACKED = re.compile(r"http://[^/]+/t/c/[A-Za-z0-9_-]+\?u=[^\s\"<>]+")
 PIXEL = re.compile(r'<img src="(http://[^/]+/t/o/[A-Za-z0-9_-]+\.gif)"')
 
 
