@@ -181,10 +181,12 @@ def seed(messages: int, paths_dir: Path) -> None:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     ids = [message.pk for message in rows]
-    (paths_dir / "open.txt").write_text("".join(urlsplit(open_pixel_url(pk)).path + "\n" for pk in ids))
-    (paths_dir / "click.txt").write_text(
-        "".join(urlsplit(click_url(pk, index)).path + "\n" for pk in ids for index in range(2))
+    (paths_dir / "open.txt").write_text("".join(urlsplit(open_pixel_url(message.pk)).path + "\n" for message in rows))
+    # As mail carries them: each link with its target (the redirect reads no database).
+    clicks = (
+        urlsplit(click_url(message.pk, index, target)) for message in rows for index, target in enumerate(message.links)
     )
+    (paths_dir / "click.txt").write_text("".join(f"{url.path}?{url.query}\n" for url in clicks))
     (paths_dir / "baseline.txt").write_text("/bench/pixel.gif\n")
     print(json.dumps({"sequence_id": sequence.pk, "messages": len(ids)}))
 
