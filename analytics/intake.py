@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -86,7 +86,7 @@ def hit_record(hit: Hit) -> None:
     down: the hit is written in the request instead, never dropped)."""
     if buffered():
         try:
-            length = _redis().rpush(HITS_KEY, json.dumps(asdict(hit), separators=(",", ":")))
+            length = _redis().rpush(HITS_KEY, json.dumps(hit.__dict__, separators=(",", ":")))
         except Exception:
             logger.warning("tracking buffer unreachable; writing the hit directly", exc_info=True)
         else:

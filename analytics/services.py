@@ -69,9 +69,21 @@ def facts_add(*, organization_id: int, kind: str, object_ids: Iterable[int]) -> 
     transaction of the write it describes."""
     if kind not in KINDS:
         raise ValueError(f"unknown fact kind {kind!r}")
-    rows = [PendingFact(organization_id=organization_id, kind=kind, object_id=object_id) for object_id in object_ids]
-    if rows:
-        PendingFact.objects.bulk_create(rows, batch_size=2000)
+    ids = list(object_ids)
+    if not ids:
+        return
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(PendingFact._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (organization_id, kind, object_id) SELECT %s, %s, unnest(%s::bigint[])",
+                [organization_id, kind, ids],
+            )
+        return
+    PendingFact.objects.bulk_create(
+        [PendingFact(organization_id=organization_id, kind=kind, object_id=object_id) for object_id in ids],
+        batch_size=2000,
+    )
 
 
 def facts_add_for(*, kind: str, queryset: QuerySet) -> None:
