@@ -251,9 +251,13 @@ def _claim(message_ids: list[int], now: dt.datetime) -> list[dict[str, Any]]:
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(Message._meta.db_table)
         with connection.cursor() as cursor:
+            # A join, not `id IN (subquery)`: a subquery that locks rows cannot become a join,
+            # and on a table without statistics yet (just filled) the planner may run it once per
+            # row of the whole table.
             cursor.execute(
-                f"UPDATE {table} SET status = %s, lease_expires_at = %s WHERE id IN (SELECT id FROM {table} "
-                "WHERE id = ANY(%s) AND status = %s FOR UPDATE SKIP LOCKED) RETURNING id",
+                f"UPDATE {table} AS m SET status = %s, lease_expires_at = %s FROM (SELECT id FROM {table} "
+                "WHERE id = ANY(%s) AND status = %s FOR UPDATE SKIP LOCKED) AS claimed "
+                "WHERE m.id = claimed.id RETURNING m.id",
                 [Message.Status.SENDING, lease, list(message_ids), Message.Status.QUEUED],
             )
             ids = [row[0] for row in cursor.fetchall()]
