@@ -251,14 +251,15 @@ def _claim(message_ids: list[int], now: dt.datetime) -> list[dict[str, Any]]:
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(Message._meta.db_table)
         with connection.cursor() as cursor:
-            # A join, not `id IN (subquery)`: a subquery that locks rows cannot become a join,
-            # and on a table without statistics yet (just filled) the planner may run it once per
-            # row of the whole table.
+            # The locking query runs once (a CTE), and the update looks only at the asked-for ids:
+            # with a locking subquery inside the UPDATE, a planner without statistics (a table
+            # just filled) may re-run it for every row of the table.
+            ids = list(message_ids)
             cursor.execute(
-                f"UPDATE {table} AS m SET status = %s, lease_expires_at = %s FROM (SELECT id FROM {table} "
-                "WHERE id = ANY(%s) AND status = %s FOR UPDATE SKIP LOCKED) AS claimed "
-                "WHERE m.id = claimed.id RETURNING m.id",
-                [Message.Status.SENDING, lease, list(message_ids), Message.Status.QUEUED],
+                f"WITH claimed AS (SELECT id FROM {table} WHERE id = ANY(%s) AND status = %s "
+                f"FOR UPDATE SKIP LOCKED) UPDATE {table} AS m SET status = %s, lease_expires_at = %s "
+                "FROM claimed WHERE m.id = claimed.id AND m.id = ANY(%s) RETURNING m.id",
+                [ids, Message.Status.QUEUED, Message.Status.SENDING, lease, ids],
             )
             ids = [row[0] for row in cursor.fetchall()]
     else:
