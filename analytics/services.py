@@ -198,14 +198,13 @@ def _facts_take(limit: int) -> list[tuple[str, int]]:
     and folding one."""
     table = connection.ops.quote_name(PendingFact._meta.db_table)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s) "
-                "RETURNING kind, object_id",
-                [limit],
-            )
-            return cursor.fetchall()
         facts = list(PendingFact.objects.order_by("id").values_list("id", "kind", "object_id")[:limit])
+        if connection.vendor == "postgresql":
+            # By the ids just read, not `id IN (subquery)`: with stale statistics (a table
+            # analyzed while empty) the planner may re-run a subquery for every row.
+            if facts:
+                cursor.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", [[fact_id for fact_id, _, _ in facts]])
+            return [(kind, object_id) for _, kind, object_id in facts]
         if facts:
             cursor.execute(f"DELETE FROM {table} WHERE id <= %s AND id >= %s", [facts[-1][0], facts[0][0]])
         return [(kind, object_id) for _, kind, object_id in facts]
