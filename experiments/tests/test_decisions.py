@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
 from analytics import live
@@ -120,18 +122,23 @@ def test_a_guardrail_stops_a_variant_with_more_unsubscribes_and_says_so(django_c
     record_results(variant(sequence, "A"), delivered=1000, clicked=50, unsubscribed=3)
     record_results(variant(sequence, "B"), delivered=1000, clicked=50, unsubscribed=25)
     record_results(variant(sequence, "C"), delivered=1000, clicked=50, unsubscribed=5, complained=1)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(live.organization_group(sequence.organization_id, "notifications"), channel)
 
-    experiment = evaluate(sequence, django_capture_on_commit_callbacks)
+    async def evaluate_while_listening() -> tuple[Experiment, dict]:
+        # One event loop for the whole conversation: the Redis pub/sub layer knows a channel
+        # only in the loop that made it.
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(live.organization_group(sequence.organization_id, "notifications"), channel)
+        evaluated = await sync_to_async(evaluate)(sequence, django_capture_on_commit_callbacks)
+        return evaluated, await asyncio.wait_for(layer.receive(channel), timeout=5)
+
+    experiment, notification = async_to_sync(evaluate_while_listening)()
 
     stopped = variant(sequence, "B")
     assert not stopped.is_active
     assert stopped.stopped_reason.startswith("Guardrail: unsubscribe rate 2.50% against 0.30%")
     assert variant(sequence, "C").is_active
     assert experiment.status == Experiment.Status.RUNNING
-    notification = async_to_sync(layer.receive)(channel)
     assert '"kind":"experiment_guardrail"' in notification["frame"]
     assert f'"variant_id":{stopped.pk}' in notification["frame"]
 
