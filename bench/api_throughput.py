@@ -40,10 +40,11 @@ from bench.common import (
     django_env,
     drop_database,
     free_port,
+    gunicorn_start,
     machine,
     migrate,
     percentile,
-    process_cpu_seconds,
+    server_cpu_seconds,
     setup_django,
 )
 
@@ -83,41 +84,7 @@ def batch_body(number: int) -> bytes:
 
 
 def start_server(env: dict[str, str], workers: int, port: int) -> subprocess.Popen:
-    command = [
-        str(Path(PYTHON).parent / "gunicorn"),
-        "emailseq.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "sync",
-        "--keep-alive",
-        "30",
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("gunicorn did not start")
-
-
-def worker_pids(server: subprocess.Popen) -> list[int]:
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
-def server_cpu(server: subprocess.Popen) -> float:
-    return sum(process_cpu_seconds(pid) for pid in [server.pid, *worker_pids(server)])
+    return gunicorn_start(env, workers=workers, port=port, ready_path="/healthz", options=("--keep-alive", "30"))
 
 
 def run_load(port: int, requests: list[tuple[str, str, bytes | None]], connections: int, headers: dict) -> tuple:
@@ -223,9 +190,9 @@ def main() -> None:
         healthz_rps = len(health_requests) / health_wall
 
         bodies = [("POST", "/api/v1/events/", batch_body(n)) for n in range(args.batches)]
-        cpu_before = server_cpu(server)
+        cpu_before = server_cpu_seconds(server)
         wall, latencies, statuses = run_load(port, bodies, connections, headers)
-        cpu_used = server_cpu(server) - cpu_before
+        cpu_used = server_cpu_seconds(server) - cpu_before
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -105,6 +105,46 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def gunicorn_start(
+    env: dict[str, str], *, workers: int, port: int, ready_path: str, options: tuple[str, ...] = ()
+) -> Any:
+    """gunicorn serving emailseq.wsgi with sync workers, once `ready_path` answers 200."""
+    import http.client
+    import time
+
+    command = [
+        str(Path(PYTHON).parent / "gunicorn"),
+        "emailseq.wsgi",
+        *options,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", ready_path)
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+def server_cpu_seconds(server: Any) -> float:
+    """CPU of a server process and its worker processes so far."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    return sum(process_cpu_seconds(pid) for pid in [server.pid, *map(int, children)])
+
+
 # CPU accounting ------------------------------------------------------------------------------
 
 

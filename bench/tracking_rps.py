@@ -35,7 +35,6 @@ redis://127.0.0.1:6379/15, flushed first) and wrk (`apt-get install -y wrk`).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import resource
@@ -58,11 +57,13 @@ from bench.common import (
     django_env,
     drop_database,
     free_port,
+    gunicorn_start,
     load_average,
     machine,
     migrate,
     postgres_server_cpu_seconds,
     process_cpu_seconds,
+    server_cpu_seconds,
     setup_django,
 )
 
@@ -279,41 +280,9 @@ def run_wrk(port: int, script: Path, paths: Path, *, duration: float, threads: i
 
 
 def start_server(env: dict[str, str], workers: int, port: int) -> subprocess.Popen:
-    command = [
-        str(Path(PYTHON).parent / "gunicorn"),
-        "emailseq.wsgi",
-        "-c",
-        "python:bench.tracking_rps",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "sync",
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/bench/pixel.gif")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("gunicorn did not start")
-
-
-def worker_pids(server: subprocess.Popen) -> list[int]:
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
-def server_cpu(server: subprocess.Popen) -> float:
-    return sum(process_cpu_seconds(pid) for pid in [server.pid, *worker_pids(server)])
+    return gunicorn_start(
+        env, workers=workers, port=port, ready_path="/bench/pixel.gif", options=("-c", "python:bench.tracking_rps")
+    )
 
 
 def pending(redis_client: Any) -> int:
@@ -457,9 +426,9 @@ def main() -> None:
             ("baseline_2", "baseline"),
         ):
             load_before = load_average()
-            cpu_before, pg_before, redis_before = server_cpu(server), postgres_server_cpu_seconds(), redis_cpu()
+            cpu_before, pg_before, redis_before = server_cpu_seconds(server), postgres_server_cpu_seconds(), redis_cpu()
             result = run_wrk(port, script, paths[kind], duration=args.duration, **wrk)
-            cpu_run = server_cpu(server) - cpu_before
+            cpu_run = server_cpu_seconds(server) - cpu_before
             # The tracked runs' cost includes writing their hits: wait for the drainers.
             waited = time.perf_counter()
             while pending(redis_client):
@@ -467,7 +436,7 @@ def main() -> None:
             if kind != "baseline":
                 time.sleep(0.5)  # the last batch's transaction and its publish
             result["drain_tail_s"] = time.perf_counter() - waited
-            cpu_all = server_cpu(server) - cpu_before
+            cpu_all = server_cpu_seconds(server) - cpu_before
             pg_after, redis_after = postgres_server_cpu_seconds(), redis_cpu()
             result["server_cpu_run_s"] = cpu_run
             result["server_cpu_s"] = cpu_all
