@@ -179,9 +179,11 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Analytics. Tracking hits go through a Redis list when there is one (analytics/intake.py);
-# pending facts are folded into the rollups every ANALYTICS_FLUSH_SECONDS.
-TRACKING_BUFFER = env_bool("TRACKING_BUFFER", bool(REDIS_URL))
+# Analytics. On PostgreSQL, tracking hits are appended to a spool of files on this host and
+# written in batches (analytics/intake.py); pending facts are folded into the rollups every
+# ANALYTICS_FLUSH_SECONDS.
+TRACKING_BUFFER = env_bool("TRACKING_BUFFER", DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql")
+TRACKING_SPOOL_DIR = Path(env_str("TRACKING_SPOOL_DIR", str(VAR_DIR / "tracking-spool")))
 TRACKING_DRAIN_SECONDS = env_float("TRACKING_DRAIN_SECONDS", 1.0, minimum=0.05)
 ANALYTICS_FLUSH_SECONDS = env_float("ANALYTICS_FLUSH_SECONDS", 2.0, minimum=0.1)
 

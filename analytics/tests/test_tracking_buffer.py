@@ -1,42 +1,50 @@
-"""With Redis, pixel and click hits are buffered in a Redis list and written in batches by a
-drainer: nothing is lost when the database is away, and nothing is written twice when a drainer
-dies between writing a batch and trimming it from the list."""
+"""With TRACKING_BUFFER on, pixel and click hits are appended to a spool of files (one segment per
+process, locked by its writer while open) and written to the database in batches by a drainer:
+nothing is lost when the database is away or a process dies, nothing is written twice when a
+drainer dies between writing a segment and deleting it, and a segment still being written is
+never taken. Real files, real flock, real processes."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from dataclasses import asdict
+import fcntl
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from analytics import intake, services
+from analytics import intake, services, tasks
 from analytics.models import FunnelRollup
-from conftest import USES_REDIS
+from conftest import requires_postgres, wait_until
 from delivery.composer import click_url, open_pixel_url
 from delivery.models import Event, Message
 from delivery.tests.factories import BROWSER, MessageFactory, email_sequence, email_step, enrollment_for
 from organizations.tests.factories import OrganizationFactory
 from subscribers.tests.factories import ContactFactory
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(not USES_REDIS, reason="needs REDIS_URL (CI sets it): the tracking buffer lives in Redis"),
-]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def buffer(settings):
+def spool(settings, tmp_path: Path) -> Iterator[Path]:
+    """The buffer on, with a spool of this test's own; the test is the drainer."""
     settings.TRACKING_BUFFER = True
+    settings.TRACKING_SPOOL_DIR = tmp_path / "spool"
     settings.TRACKING_DRAIN_SECONDS = 3600  # no background drain: the test drains
-    client = intake._redis()
-    client.delete(intake.HITS_KEY, intake.LOCK_KEY)
-    intake._drainer().wake = lambda: None  # the test is the drainer
-    yield client
-    client.delete(intake.HITS_KEY, intake.LOCK_KEY)
-    del intake._drainer().wake
+    intake._drainer().wake = lambda: None  # no drainer thread either
+    try:
+        yield tmp_path / "spool"
+    finally:
+        del intake._drainer().wake
+        intake._writer.rotate()  # this process's segment is closed: no descriptor outlives the test
 
 
 @pytest.fixture
@@ -56,7 +64,31 @@ def path_of(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
-def test_hits_wait_in_redis_until_drained_then_count_once(buffer, delivered_message: Message):
+def open_hit(message: Message) -> intake.Hit:
+    return intake.Hit.new(kind="open", message_id=message.pk, ip="198.51.100.1", user_agent=BROWSER, method="GET")
+
+
+def segments(spool: Path) -> list[Path]:
+    return sorted(spool.glob(f"*{intake.SEGMENT_SUFFIX}"))
+
+
+def complete_segment(spool: Path, *lines: bytes) -> Path:
+    """A segment as a writer leaves it once closed: created under a temporary name, locked,
+    given its drainable name, written, closed (which releases the lock)."""
+    spool.mkdir(parents=True, exist_ok=True)
+    name = f"{os.getpid()}-{uuid.uuid4().hex}"
+    fd = os.open(spool / f".{name}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(spool / f".{name}.new", spool / f"{name}{intake.SEGMENT_SUFFIX}")
+        for line in lines:
+            os.write(fd, line)
+    finally:
+        os.close(fd)
+    return spool / f"{name}{intake.SEGMENT_SUFFIX}"
+
+
+def test_hits_wait_in_the_spool_until_drained_then_count_once(spool: Path, delivered_message: Message):
     client = Client()
     for _ in range(3):
         assert client.get(path_of(open_pixel_url(delivered_message.pk)), HTTP_USER_AGENT=BROWSER).status_code == 200
@@ -65,6 +97,7 @@ def test_hits_wait_in_redis_until_drained_then_count_once(buffer, delivered_mess
     assert not Event.objects.filter(message=delivered_message).exists()
     assert intake.hits_pending() == 4
 
+    intake._writer.rotate()
     assert intake.hits_drain() == 4
     services.rollups_flush()
 
@@ -78,25 +111,26 @@ def test_hits_wait_in_redis_until_drained_then_count_once(buffer, delivered_mess
     assert sum(totals.values_list("opens_total", flat=True)) == 3
     assert sum(totals.values_list("opened", flat=True)) == 1
     assert intake.hits_pending() == 0
+    assert segments(spool) == []  # deleted once written
+    assert intake.hits_drain() == 0
 
 
-def test_a_batch_written_twice_counts_once(buffer, delivered_message: Message):
-    hit = intake.Hit.new(
-        kind="open", message_id=delivered_message.pk, ip="198.51.100.1", user_agent=BROWSER, method="GET"
-    )
-    # A drainer wrote this batch and died before trimming it: the next drain sees it again.
+def test_a_segment_written_twice_counts_once(spool: Path, delivered_message: Message):
+    hit = open_hit(delivered_message)
+    # A drainer wrote this segment and died before deleting it: the next drain sees it again.
     assert intake.hits_apply([hit]) == 1
-    buffer.rpush(intake.HITS_KEY, json.dumps(asdict(hit)))
+    complete_segment(spool, intake.hit_line(hit))
 
     assert intake.hits_drain() == 1
 
     assert Event.objects.filter(message=delivered_message).count() == 1
+    assert segments(spool) == []
 
 
-def test_hits_stay_buffered_while_the_database_refuses_them(buffer, delivered_message: Message, monkeypatch):
-    intake.hit_record(
-        intake.Hit.new(kind="open", message_id=delivered_message.pk, ip=None, user_agent=BROWSER, method="GET")
-    )
+def test_hits_stay_in_the_spool_while_the_database_refuses_them(spool: Path, delivered_message: Message, monkeypatch):
+    intake.hit_record(open_hit(delivered_message))
+    intake._writer.rotate()
+    [segment] = segments(spool)
 
     def database_down(hits):
         list(hits)
@@ -106,58 +140,125 @@ def test_hits_stay_buffered_while_the_database_refuses_them(buffer, delivered_me
     with pytest.raises(RuntimeError):
         intake.hits_drain()
     assert intake.hits_pending() == 1
+    assert segments(spool) == [segment]
     monkeypatch.undo()
+
+    assert intake.hits_drain() == 1  # the failed drain let go of the segment and of the spool
+    assert Event.objects.filter(message=delivered_message).count() == 1
+    assert segments(spool) == []
+
+
+@pytest.mark.parametrize(
+    "unreadable",
+    [
+        pytest.param(lambda good: [b"not json\n", good], id="not-json"),
+        # A short write (a full disk) ends its segment with part of a line.
+        pytest.param(lambda good: [good, good[:20]], id="torn-last-line"),
+    ],
+)
+def test_an_unreadable_line_is_dropped_and_the_rest_written(
+    spool: Path, delivered_message: Message, unreadable, caplog
+):
+    good = open_hit(delivered_message)
+    complete_segment(spool, *unreadable(intake.hit_line(good)))
+
+    with caplog.at_level(logging.ERROR, logger="analytics.intake"):
+        assert intake.hits_drain() == 2  # both lines taken
+
+    assert list(Event.objects.filter(message=delivered_message).values_list("dedupe_key", flat=True)) == [
+        f"hit:{good.id}"
+    ]
+    assert "dropping an unreadable tracking hit" in caplog.text
+    assert segments(spool) == []
+
+
+WRITER_THAT_STAYS = """
+import fcntl, os, sys, time
+spool, line = sys.argv[1], sys.argv[2].encode()
+name = f"{os.getpid()}-writer"
+temporary = os.path.join(spool, f".{name}.new")
+fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+os.rename(temporary, os.path.join(spool, name + ".hits"))
+os.write(fd, line)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_segment_is_taken_only_once_its_writer_is_gone(spool: Path, delivered_message: Message):
+    spool.mkdir(parents=True)
+    line = intake.hit_line(open_hit(delivered_message))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER_THAT_STAYS, str(spool), line.decode()], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline() == "ready\n"
+        assert intake.hits_pending() == 1
+
+        assert intake.hits_drain() == 0  # its writer holds it: maybe more is coming
+        assert not Event.objects.filter(message=delivered_message).exists()
+        assert len(segments(spool)) == 1
+
+        writer.kill()  # kill -9: no clean-up of its own; the kernel drops its lock
+        assert writer.wait(timeout=10) == -9
+    finally:
+        writer.kill()
+        writer.wait(timeout=10)
+        writer.stdout.close()
 
     assert intake.hits_drain() == 1
     assert Event.objects.filter(message=delivered_message).count() == 1
+    assert segments(spool) == []
 
 
-def test_an_unreadable_hit_is_dropped_and_the_rest_written(buffer, delivered_message: Message):
-    buffer.rpush(intake.HITS_KEY, b"not json")
-    intake.hit_record(
-        intake.Hit.new(kind="open", message_id=delivered_message.pk, ip=None, user_agent=BROWSER, method="GET")
-    )
+def test_one_drainer_at_a_time_per_spool(spool: Path, delivered_message: Message):
+    complete_segment(spool, intake.hit_line(open_hit(delivered_message)))
+    other_drainer = os.open(spool / intake.DRAIN_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other_drainer, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    assert intake.hits_drain() == 2
+        assert intake.hits_drain() == 0
+
+        assert len(segments(spool)) == 1
+        assert not Event.objects.filter(message=delivered_message).exists()
+    finally:
+        os.close(other_drainer)
+
+    assert intake.hits_drain() == 1
     assert Event.objects.filter(message=delivered_message).count() == 1
+    assert segments(spool) == []
 
 
-def test_a_drainer_that_lost_its_lock_leaves_the_list_to_the_next(buffer, delivered_message: Message, monkeypatch):
-    for _ in range(4):
-        intake.hit_record(
-            intake.Hit.new(kind="open", message_id=delivered_message.pk, ip=None, user_agent=BROWSER, method="GET")
-        )
-    monkeypatch.setattr(intake, "DRAIN_BATCH", 2)
-    apply = intake._apply_setting_aside_bad_hits
+@pytest.mark.parametrize(
+    "refused",
+    [
+        # PostgreSQL text cannot hold NUL (SQLite's can: there it is no refusal). Hit.new strips
+        # NUL, so the hit is built as a line holding one would be read.
+        pytest.param({"user_agent": "evil\x00agent"}, marks=requires_postgres, id="nul-in-user-agent"),
+        pytest.param({"kind": "bogus"}, id="unknown-event-type"),  # the CHECK constraint on the type
+    ],
+)
+def test_a_hit_the_database_refuses_is_set_aside_and_the_rest_written(
+    spool: Path, delivered_message: Message, refused: dict, caplog
+):
+    good = open_hit(delivered_message)
+    bad = replace(open_hit(delivered_message), **refused)
+    complete_segment(spool, intake.hit_line(bad), intake.hit_line(good))
 
-    def slow_batch(hits):
-        apply(hits)
-        buffer.set(intake.LOCK_KEY, "another drainer")  # our lock expired and was taken over
-
-    monkeypatch.setattr(intake, "_apply_setting_aside_bad_hits", slow_batch)
-    assert intake.hits_drain() == 0
-    assert intake.hits_pending() == 4  # nothing trimmed: the batch is the next drainer's to trim
-    monkeypatch.undo()
-    buffer.delete(intake.LOCK_KEY)
-
-    assert intake.hits_drain() == 4
-    assert Event.objects.filter(message=delivered_message).count() == 4  # each once
-    assert intake.hits_pending() == 0
-
-
-def test_a_hit_the_database_refuses_is_set_aside_and_the_rest_written(buffer, delivered_message: Message):
-    good = intake.Hit.new(kind="open", message_id=delivered_message.pk, ip=None, user_agent=BROWSER, method="GET")
-    bad = dict(asdict(good), id="bad", user_agent="evil\x00agent")  # PostgreSQL text cannot hold NUL
-    buffer.rpush(intake.HITS_KEY, json.dumps(bad), json.dumps(asdict(good)))
-
-    assert intake.hits_drain() == 2
+    with caplog.at_level(logging.ERROR, logger="analytics.intake"):
+        assert intake.hits_drain() == 2
 
     assert intake.hits_pending() == 0
-    assert Event.objects.filter(message=delivered_message, dedupe_key=f"hit:{good.id}").count() == 1
+    assert list(Event.objects.filter(message=delivered_message).values_list("dedupe_key", flat=True)) == [
+        f"hit:{good.id}"
+    ]
+    assert "setting aside a tracking hit the database refuses" in caplog.text
+    assert bad.id in caplog.text
 
 
 def test_a_click_that_carries_its_target_costs_no_database_query(
-    buffer, delivered_message: Message, django_assert_num_queries
+    spool: Path, delivered_message: Message, django_assert_num_queries
 ):
     path = path_of(click_url(delivered_message.pk, 0, delivered_message.links[0]))
 
@@ -165,5 +266,113 @@ def test_a_click_that_carries_its_target_costs_no_database_query(
         response = Client().get(path, HTTP_USER_AGENT=BROWSER)
 
     assert response.status_code == 302 and response["Location"] == delivered_message.links[0]
+    intake._writer.rotate()
     assert intake.hits_drain() == 1
     assert Event.objects.get(message=delivered_message).url == delivered_message.links[0]
+
+
+def test_the_writer_starts_a_new_segment_once_its_segment_is_old(spool: Path, delivered_message: Message, monkeypatch):
+    monkeypatch.setattr(intake, "SEGMENT_SECONDS", 0)
+    hits = [open_hit(delivered_message) for _ in range(3)]
+    for hit in hits:
+        intake.hit_record(hit)
+
+    assert len(segments(spool)) == 3  # two complete, one still open
+
+    assert intake.hits_drain() == 2  # the complete ones
+    [still_open] = segments(spool)
+    assert still_open.read_bytes() == intake.hit_line(hits[2])
+    assert set(Event.objects.values_list("dedupe_key", flat=True)) == {f"hit:{hit.id}" for hit in hits[:2]}
+
+    intake._writer.rotate()
+    assert intake.hits_drain() == 1
+    assert Event.objects.filter(message=delivered_message).count() == 3
+    assert segments(spool) == []
+
+
+def test_a_hit_is_written_at_once_when_the_spool_cannot_be_written(
+    spool: Path, settings, tmp_path: Path, delivered_message: Message, caplog
+):
+    (tmp_path / "afile").write_text("not a directory")
+    settings.TRACKING_SPOOL_DIR = tmp_path / "afile" / "spool"
+
+    with caplog.at_level(logging.WARNING, logger="analytics.intake"):
+        response = Client().get(path_of(open_pixel_url(delivered_message.pk)), HTTP_USER_AGENT=BROWSER)
+
+    assert response.status_code == 200
+    assert Event.objects.filter(message=delivered_message, type="open").count() == 1
+    assert "tracking spool unwritable" in caplog.text
+    assert intake.hits_pending() == 0
+
+
+@pytest.fixture
+def drainer_thread(settings, tmp_path: Path) -> Iterator[Path]:
+    """The buffer on, drained by this process's drainer thread (woken by the first hit of a
+    segment), stopped at the end: it would otherwise rotate and drain later tests' spools with a
+    connection that cannot see their (uncommitted) messages."""
+    settings.TRACKING_BUFFER = True
+    settings.TRACKING_SPOOL_DIR = tmp_path / "spool"
+    settings.TRACKING_DRAIN_SECONDS = 0.1
+    try:
+        yield tmp_path / "spool"
+    finally:
+        intake._drainer().stop()
+        intake._writer.rotate()
+
+
+@pytest.mark.django_db(transaction=True)  # the thread has a connection of its own: it sees committed data
+def test_the_drainer_thread_writes_hits_by_itself(drainer_thread: Path, delivered_message: Message):
+    response = Client().get(path_of(open_pixel_url(delivered_message.pk)), HTTP_USER_AGENT=BROWSER)
+    assert response.status_code == 200
+
+    # The file system first: SQLite's shared in-memory test database locks whole tables, so the
+    # test reads the database only once the thread is done writing (a segment is deleted after
+    # its hits are committed).
+    wait_until(lambda: intake.hits_pending() == 0 and not segments(drainer_thread), timeout=5, what="the drain")
+    assert Event.objects.filter(message=delivered_message, type="open").count() == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(b'["open",1,"soon",null,"UA","GET","","x1"]', id="text-for-a-time"),
+        pytest.param(b'["open",1,1.5,null,"UA","GET",""]', id="a-field-short"),
+        pytest.param(b'{"kind":"open"}', id="not-an-array"),
+        pytest.param(b'["open",true,1.5,null,"UA","GET","","x1"]', id="boolean-for-an-id"),
+    ],
+)
+def test_a_line_of_the_wrong_shape_is_dropped_and_does_not_hold_up_the_spool(
+    spool: Path, delivered_message: Message, line: bytes, caplog
+):
+    good = intake.Hit.new(kind="open", message_id=delivered_message.pk, ip=None, user_agent=BROWSER, method="GET")
+    complete_segment(spool, line + b"\n", intake.hit_line(good))
+
+    with caplog.at_level(logging.ERROR, logger="analytics.intake"):
+        assert intake.hits_drain() == 2
+
+    assert "unreadable tracking hit" in caplog.text
+    assert Event.objects.filter(message=delivered_message, dedupe_key=f"hit:{good.id}").count() == 1
+    assert intake.hits_pending() == 0
+
+
+def test_an_unusable_spool_does_not_stop_the_periodic_flush(spool: Path, settings, tmp_path: Path, caplog):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a directory")
+    settings.TRACKING_SPOOL_DIR = blocker / "spool"
+
+    with caplog.at_level(logging.WARNING, logger="analytics.intake"):
+        result = tasks.rollups_flush()
+
+    assert result["hits"] == 0
+    assert "unusable" in caplog.text
+
+
+def test_segments_left_when_the_buffer_was_turned_off_are_still_drained(
+    spool: Path, settings, delivered_message: Message
+):
+    hit = intake.Hit.new(kind="open", message_id=delivered_message.pk, ip=None, user_agent=BROWSER, method="GET")
+    complete_segment(spool, intake.hit_line(hit))
+    settings.TRACKING_BUFFER = False
+
+    assert intake.hits_drain() == 1
+    assert Event.objects.filter(message=delivered_message).count() == 1
