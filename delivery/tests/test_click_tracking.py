@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-from django.test import Client
+from urllib.parse import quote
 
+import pytest
+from django.http import QueryDict
+from django.test import Client, RequestFactory
+
+from delivery import views
 from delivery.composer import click_url
 from delivery.models import Event, Message
 from delivery.tests.factories import BROWSER
@@ -105,3 +109,24 @@ def test_a_target_changed_in_transit_is_refused(delivered_message: Message, alte
 
     assert response.status_code == 404
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "u=" + quote("https://shop.example/a?b=1&c=d e#f", safe=""),
+        "u=" + quote("https://exämple.test/€/ünï?q=ü", safe=""),
+        "u=https%3A%2F%2Fa.example%2Fx+y",  # a plus is a space, as in any query
+        "u=%ZZbroken%",  # a stray percent stays as it is
+        "u=%FF%FE",  # not UTF-8: replacement characters
+        "u=",
+        "u=a&u=b",  # the last one wins
+        "x=1&u=https%3A%2F%2Fa.example%2F",
+        "u=https://a.example/é",  # raw non-ASCII (a client that did not encode it)
+        "",
+    ],
+)
+def test_the_link_target_is_read_as_django_reads_the_query(query: str) -> None:
+    request = RequestFactory().get("/t/c/token", QUERY_STRING=query)
+
+    assert views._link_target(request) == QueryDict(query).get("u")
