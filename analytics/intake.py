@@ -23,17 +23,20 @@ restart) and an outage of the database or Redis, not a crash of the machine (no 
 as with Redis without an append-only file).
 
 Every hit carries its own id, stored as the event's dedupe key: a segment written but not yet
-deleted when a drainer dies is written again as nothing. A batch the database refuses stays in
-its segments for the next drain: a hit is never lost once the request answered.
+deleted when a drainer dies is written again as nothing. While the database is away, segments
+stay for the next drain: a hit is never lost once the request answered. A hit whose data the
+database refuses is set aside (logged), as is a line that is not a hit: neither holds up the
+hits after it.
 
 Drainers: one thread per web process, woken by the first hit of each segment and every
 TRACKING_DRAIN_SECONDS, and the periodic flush task (analytics.tasks.rollups_flush) for
-segments whose process is gone. In a cluster each host drains its own spool; keep it on a disk
-that outlives the process's container.
+segments whose process is gone. In a cluster each host drains its own spool; keep it on a local
+disk (flock is not dependable on NFS) that outlives the process's container.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -62,7 +65,7 @@ GATHER_SECONDS = 0.2
 SEGMENT_SECONDS = 0.5
 # What the database (or its driver: psycopg2 refuses NUL characters itself) says of bad data,
 # as opposed to being away.
-REFUSED_DATA = (DataError, IntegrityError, ValueError)
+REFUSED_DATA = (DataError, IntegrityError, ValueError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,12 @@ class _SegmentWriter:
             fd, self._fd = self._fd, None
             os.close(fd)
 
+    def before_fork(self) -> None:
+        self._lock.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        self._lock.release()
+
     def forget_after_fork(self) -> None:
         # A forked child shares the parent's open segment (and its lock): drop its copy, so the
         # parent's close completes the segment, and start a segment of its own.
@@ -173,7 +182,10 @@ def _segment_open() -> int:
 
 
 _writer = _SegmentWriter()
-os.register_at_fork(after_in_child=_writer.forget_after_fork)
+# Forked with the lock held (a request thread mid-append), the child's copy would stay locked.
+os.register_at_fork(
+    before=_writer.before_fork, after_in_parent=_writer.after_fork_in_parent, after_in_child=_writer.forget_after_fork
+)
 
 
 def hits_apply(hits: Iterable[Hit]) -> int:
@@ -310,7 +322,12 @@ def _events_from_arrays_sql() -> str:
     from delivery.models import Event
 
     fields = {field.column: field for field in Event._meta.concrete_fields}
-    arrays = ", ".join(f"%s::{fields[column].db_type(connection)}[]" for column in HIT_EVENT_COLUMNS)
+    # Characters as text[]: a cast to varchar(n)[] would cut a value that is too long without a
+    # word, where storing it in the column refuses it (and the hit is set aside).
+    arrays = ", ".join(
+        f"%s::{'text' if fields[column].get_internal_type() == 'CharField' else fields[column].db_type(connection)}[]"
+        for column in HIT_EVENT_COLUMNS
+    )
     return (
         f"INSERT INTO {_event_table()} ({', '.join(HIT_EVENT_COLUMNS)}) SELECT * FROM unnest({arrays}) "
         "ON CONFLICT DO NOTHING RETURNING id, dedupe_key"
@@ -338,6 +355,10 @@ def hit_line(hit: Hit) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode() + b"\n"
 
 
+HIT_KINDS = ("open", "click")
+LATEST_HIT_TIME = 2**33  # epoch seconds: the year 2242
+
+
 def _parse(raw: str | bytes) -> Hit | None:
     """The hit of a spool line, or None (logged) for a line that is not one: a line the drain
     cannot read must not stop the hits after it."""
@@ -349,14 +370,17 @@ def _parse(raw: str | bytes) -> Hit | None:
     if type(fields) is list and len(fields) == 8:
         kind, message_id, at, ip, user_agent, method, url, hit_id = fields
         if (
-            type(kind) is str
+            kind in HIT_KINDS
             and type(message_id) is int
+            and 0 < message_id < 2**63
             and type(at) in (float, int)
+            and 0 <= at < LATEST_HIT_TIME
             and (ip is None or type(ip) is str)
             and type(user_agent) is str
             and type(method) is str
             and type(url) is str
             and type(hit_id) is str
+            and 0 < len(hit_id) <= 64
         ):
             return Hit(kind, message_id, at, ip, user_agent, method, url, hit_id)
     logger.error("dropping an unreadable tracking hit: %r", raw[:200])
@@ -373,22 +397,22 @@ class _Segment:
 def _segment_take(path: Path) -> _Segment | None:
     """A complete segment, locked and read; None when it is still being written or gone."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _drain_open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if os.fstat(fd).st_nlink == 0:  # drained and deleted while we opened it
-            os.close(fd)
+            _drain_close(fd)
             return None
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
     except BlockingIOError:
-        os.close(fd)
+        _drain_close(fd)
         return None
     except BaseException:
-        os.close(fd)
+        _drain_close(fd)
         raise
     # Lines are ASCII JSON; a torn or corrupt one decodes to something _parse refuses.
     text = b"".join(chunks).decode("utf-8", "replace")
@@ -408,7 +432,7 @@ def _segments_write(segments: list[_Segment]) -> int:
         return len(lines)
     finally:
         for segment in segments:
-            os.close(segment.fd)
+            _drain_close(segment.fd)
 
 
 def hits_drain() -> int:
@@ -417,7 +441,7 @@ def hits_drain() -> int:
     # Not only while the buffer is on: segments written before it was turned off are drained too.
     directory = spool_dir()
     try:
-        lock = os.open(directory / DRAIN_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock = _drain_open(directory / DRAIN_LOCK_NAME, os.O_RDWR | os.O_CREAT)
     except FileNotFoundError:
         return 0  # no spool yet: nothing was ever buffered here
     except OSError:
@@ -447,10 +471,36 @@ def hits_drain() -> int:
                 taken += _segments_write(segments)
         finally:
             for segment in batch:  # taken but not written: an error stopped the drain
-                os.close(segment.fd)
+                _drain_close(segment.fd)
         return taken
     finally:
-        os.close(lock)
+        _drain_close(lock)
+
+
+# The descriptors a drain holds (its lock, the segments it took): a process forked meanwhile must
+# close its copies, or it would hold their locks, and the spool, for as long as it lives.
+_drain_fds: set[int] = set()
+
+
+def _drain_open(path: Path, flags: int) -> int:
+    fd = os.open(path, flags | os.O_CLOEXEC, 0o600)
+    _drain_fds.add(fd)
+    return fd
+
+
+def _drain_close(fd: int) -> None:
+    _drain_fds.discard(fd)
+    os.close(fd)
+
+
+def _drain_forget_after_fork() -> None:
+    for fd in list(_drain_fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _drain_fds.clear()
+
+
+os.register_at_fork(after_in_child=_drain_forget_after_fork)
 
 
 def _segment_paths(directory: Path) -> list[Path]:
@@ -484,58 +534,60 @@ class _Drainer:
     def __init__(self) -> None:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # the current thread's
         self._lock = threading.Lock()
-        self._stopping = False
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread (after the drain it may be in), closing its database connections; the
-        next wake starts another. For tests and for a process that is going away."""
-        with self._lock:
-            thread = self._thread
-            if thread is None or not thread.is_alive():
-                self._thread = None
-                return
-            self._stopping = True
-            self._wake.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            raise RuntimeError("the tracking drainer thread did not stop")
-        with self._lock:
-            self._thread, self._stopping = None, False
-            self._wake = threading.Event()
 
     def wake(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="tracking-drainer", daemon=True)
+                    # Each thread has its own stop: a thread being stopped never stops its successor.
+                    self._stopping = threading.Event()
+                    self._thread = threading.Thread(
+                        target=self._run, args=(self._stopping,), name="tracking-drainer", daemon=True
+                    )
                     self._thread.start()
         self._wake.set()
 
-    def _run(self) -> None:
-        while not self._stopping:
-            if self._wake.wait(timeout=settings.TRACKING_DRAIN_SECONDS) and not self._stopping:
-                # Let a batch gather: a batch of a few hits costs much more per hit than a full
-                # one, and the segment's first hit is what woke us.
-                time.sleep(GATHER_SECONDS)
-            self._wake.clear()
-            if self._stopping:
-                break
-            try:
-                _writer.rotate()
-                close_old_connections()
-                hits_drain()
-            except Exception:
-                logger.exception("draining tracking hits failed; they stay in the spool")
-            finally:
-                close_old_connections()
-        connections.close_all()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread (after the drain it may be in), closing its database connections; the
+        next wake starts another. For tests and for a process that is going away."""
+        with self._lock:
+            thread, stopping, self._thread = self._thread, self._stopping, None
+        if thread is None or not thread.is_alive():
+            return
+        stopping.set()
+        self._wake.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RuntimeError("the tracking drainer thread did not stop")
+
+    def _run(self, stopping: threading.Event) -> None:
+        try:
+            while not stopping.is_set():
+                if self._wake.wait(timeout=settings.TRACKING_DRAIN_SECONDS) and not stopping.is_set():
+                    # Let a batch gather: a batch of a few hits costs much more per hit than a
+                    # full one, and the segment's first hit is what woke us.
+                    time.sleep(GATHER_SECONDS)
+                self._wake.clear()
+                if stopping.is_set():
+                    break
+                try:
+                    _writer.rotate()
+                    close_old_connections()
+                    hits_drain()
+                except Exception:
+                    logger.exception("draining tracking hits failed; they stay in the spool")
+                finally:
+                    close_old_connections()
+        finally:
+            connections.close_all()
 
     def forget_after_fork(self) -> None:
         self._wake = threading.Event()
         self._thread = None
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._stopping = False
 
 
 _drainer_instance = _Drainer()

@@ -10,8 +10,11 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,7 +24,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from analytics import intake, services, tasks
+from analytics import intake, live, services, tasks
 from analytics.models import FunnelRollup
 from conftest import requires_postgres, wait_until
 from delivery.composer import click_url, open_pixel_url
@@ -236,7 +239,7 @@ def test_one_drainer_at_a_time_per_spool(spool: Path, delivered_message: Message
         # PostgreSQL text cannot hold NUL (SQLite's can: there it is no refusal). Hit.new strips
         # NUL, so the hit is built as a line holding one would be read.
         pytest.param({"user_agent": "evil\x00agent"}, marks=requires_postgres, id="nul-in-user-agent"),
-        pytest.param({"kind": "bogus"}, id="unknown-event-type"),  # the CHECK constraint on the type
+        pytest.param({"ip": "999.0.0.1"}, marks=requires_postgres, id="not-an-address"),  # an inet column
     ],
 )
 def test_a_hit_the_database_refuses_is_set_aside_and_the_rest_written(
@@ -339,6 +342,12 @@ def test_the_drainer_thread_writes_hits_by_itself(drainer_thread: Path, delivere
         pytest.param(b'["open",1,1.5,null,"UA","GET",""]', id="a-field-short"),
         pytest.param(b'{"kind":"open"}', id="not-an-array"),
         pytest.param(b'["open",true,1.5,null,"UA","GET","","x1"]', id="boolean-for-an-id"),
+        # Well-formed, but no hit could carry them: each would make the write fail every time.
+        pytest.param(b'["open",1,1e20,null,"UA","GET","","x1"]', id="a-time-beyond-any-date"),
+        pytest.param(b'["open",1,Infinity,null,"UA","GET","","x1"]', id="an-infinite-time"),
+        pytest.param(b'["open",1180591620717411303424,1.5,null,"UA","GET","","x1"]', id="an-id-beyond-bigint"),
+        pytest.param(b'["open",1,1.5,null,"UA","GET","","' + b"y" * 300 + b'"]', id="an-overlong-hit-id"),
+        pytest.param(b'["bounce",1,1.5,null,"UA","GET","","x1"]', id="not-a-tracking-hit"),
     ],
 )
 def test_a_line_of_the_wrong_shape_is_dropped_and_does_not_hold_up_the_spool(
@@ -353,6 +362,67 @@ def test_a_line_of_the_wrong_shape_is_dropped_and_does_not_hold_up_the_spool(
     assert "unreadable tracking hit" in caplog.text
     assert Event.objects.filter(message=delivered_message, dedupe_key=f"hit:{good.id}").count() == 1
     assert intake.hits_pending() == 0
+
+
+def test_the_periodic_flush_folds_facts_even_when_the_hits_cannot_be_written(
+    spool: Path, delivered_message: Message, monkeypatch
+):
+    def database_refuses(hits):
+        raise RuntimeError("hits table locked")
+
+    complete_segment(spool, intake.hit_line(open_hit(delivered_message)))
+    services.facts_add(
+        organization_id=delivered_message.organization_id, kind="message", object_ids=[delivered_message.pk]
+    )
+    monkeypatch.setattr(intake, "hits_apply", database_refuses)
+
+    result = tasks.rollups_flush()
+
+    assert result == {"hits": 0, "facts": 1}
+    assert len(segments(spool)) == 1  # kept for the next drain
+
+
+def test_hits_apply_counts_a_hit_twice_in_one_batch_once_and_publishes_what_it_stored(
+    delivered_message: Message, monkeypatch, django_capture_on_commit_callbacks
+):
+    published: list[dict] = []
+    monkeypatch.setattr(live, "events_publish", lambda payloads: published.extend(payloads))
+    hit, other = open_hit(delivered_message), open_hit(delivered_message)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert intake.hits_apply([hit, hit, other]) == 2
+
+    stored = {event.dedupe_key: event for event in Event.objects.filter(message=delivered_message)}
+    assert sorted(stored) == sorted([f"hit:{hit.id}", f"hit:{other.id}"])
+    assert len(published) == 2
+    for payload in published:
+        assert tuple(payload) == live.EVENT_FIELDS
+        event = next(event for event in stored.values() if event.occurred_at.isoformat() == payload["occurred_at"])
+        assert payload["message_id"] == delivered_message.pk and payload["type"] == "open"
+        assert payload["is_machine"] is event.is_machine
+        assert payload["sequence_id"] == delivered_message.sequence_id
+
+
+def test_a_process_forked_during_a_drain_does_not_keep_the_spool_locked(spool: Path, delivered_message: Message):
+    complete_segment(spool, intake.hit_line(open_hit(delivered_message)))
+    lock = intake._drain_open(spool / intake.DRAIN_LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # as a drain in another thread holds it
+    ready, started = os.pipe()
+    child = os.fork()
+    if child == 0:  # forked meanwhile (by another thread): lives on, touches nothing
+        os.write(started, b"1")  # past fork() (and what it runs in the child)
+        time.sleep(5)
+        os._exit(0)
+    try:
+        assert os.read(ready, 1) == b"1"
+        intake._drain_close(lock)  # the drain ends
+
+        assert intake.hits_drain() == 1  # while the child lives
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        os.close(ready)
+        os.close(started)
 
 
 def test_an_unusable_spool_does_not_stop_the_periodic_flush(spool: Path, settings, tmp_path: Path, caplog):
@@ -376,3 +446,42 @@ def test_segments_left_when_the_buffer_was_turned_off_are_still_drained(
 
     assert intake.hits_drain() == 1
     assert Event.objects.filter(message=delivered_message).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopped_drainer_thread_is_replaced_at_the_next_hit(drainer_thread: Path, delivered_message: Message):
+    client = Client()
+    assert client.get(path_of(open_pixel_url(delivered_message.pk)), HTTP_USER_AGENT=BROWSER).status_code == 200
+    wait_until(lambda: intake.hits_pending() == 0 and not segments(drainer_thread), timeout=5, what="the first drain")
+    intake._drainer().stop()
+
+    assert client.get(path_of(open_pixel_url(delivered_message.pk)), HTTP_USER_AGENT=BROWSER).status_code == 200
+
+    wait_until(lambda: intake.hits_pending() == 0 and not segments(drainer_thread), timeout=5, what="a new thread")
+    assert Event.objects.filter(message=delivered_message, type="open").count() == 2
+
+
+def test_a_drainer_thread_that_did_not_stop_in_time_does_not_stop_its_successor(settings, tmp_path, monkeypatch):
+    settings.TRACKING_SPOOL_DIR = tmp_path / "spool"
+    settings.TRACKING_DRAIN_SECONDS = 0.05
+    entered, release = threading.Event(), threading.Event()
+    drains: list[int] = []
+
+    def slow_drain() -> int:
+        drains.append(1)
+        entered.set()
+        release.wait(5)
+        return 0
+
+    monkeypatch.setattr(intake, "hits_drain", slow_drain)
+    drainer = intake._Drainer()
+    drainer.wake()
+    assert entered.wait(5)
+    with pytest.raises(RuntimeError):
+        drainer.stop(timeout=0.1)  # still in its drain
+    release.set()
+
+    drainer.wake()
+
+    wait_until(lambda: len(drains) >= 3, timeout=5, what="the next thread draining on its timer")
+    drainer.stop()
