@@ -19,11 +19,13 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
@@ -613,6 +615,46 @@ def _write(deltas: _Deltas) -> None:
             )
         )
     _upsert(link_table, link_columns, link_rows, "(sequence_id, period, bucket, step_id, url_hash)", link_updates)
+
+
+def person_traces_forget(*, organization_id: int, message_ids: Iterable[int], address: str) -> None:
+    """For a person being erased (subscribers.services.contact_erase calls it in its transaction,
+    before their messages and events are deleted): the states of their messages go, and a link
+    rollup whose URL carries their address (a link personalized with it) keeps its counts under
+    the URL with the address blanked. The counts their messages placed stay in the rollups: they
+    are no longer anyone's."""
+    from delivery.models import Event, Message
+
+    ids = sorted(set(message_ids))
+    if not ids:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # After a flush in progress, before the next one: neither writes these states back.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FLUSH_LOCK_KEY])
+    urls: set[str] = set()
+    for chunk in _chunks(set(ids)):
+        for links in Message.objects.filter(id__in=chunk).values_list("links", flat=True):
+            urls.update(link for link in links or () if isinstance(link, str))
+        urls.update(Event.objects.filter(message_id__in=chunk).exclude(url="").values_list("url", flat=True))
+        states = MessageState.objects.filter(organization_id=organization_id, message_id__in=chunk)
+        for state in states.values_list("state", flat=True):
+            urls.update((state or {}).get("l", {}))
+        states.delete()
+    address_in_url = _address_pattern(address)
+    for url in urls:
+        blanked = address_in_url.sub(ERASED_ADDRESS, url)
+        if blanked != url:
+            LinkRollup.objects.filter(organization_id=organization_id, url_hash=url_hash(url)).update(url=blanked)
+
+
+ERASED_ADDRESS = "[erased]"
+
+
+def _address_pattern(address: str) -> re.Pattern[str]:
+    """The address as a URL may carry it: as it is, percent-encoded, or form-encoded."""
+    forms = {address, quote(address, safe=""), quote_plus(address), quote(address)}
+    return re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
 
 
 def url_hash(url: str) -> str:

@@ -552,8 +552,9 @@ def contact_erase(*, contact: Contact, source: str = "", actor: AbstractBaseUser
     notes); an "erase" record without personal data says that the erasure happened.
     """
     # Imported here: delivery and deliverability depend on subscribers, not the other way round.
+    from analytics import services as analytics_services
     from deliverability.models import BounceReport
-    from delivery.models import DeliveryRoute
+    from delivery.models import DeliveryRoute, Message
 
     locked = Contact.objects.select_for_update().get(pk=contact.pk)
     hashed = email_hash(locked.email)
@@ -579,6 +580,12 @@ def contact_erase(*, contact: Contact, source: str = "", actor: AbstractBaseUser
     IdempotencyRecord.objects.filter(
         organization_id=locked.organization_id, response_body__icontains=locked.email
     ).delete()
+    # The rollups keep the counts of the person's messages, not what links them to the person.
+    analytics_services.person_traces_forget(
+        organization_id=locked.organization_id,
+        message_ids=Message.objects.filter(contact_id=locked.pk).values_list("id", flat=True),
+        address=locked.email,
+    )
     records = ConsentRecord.objects.filter(organization_id=locked.organization_id, email_hash=hashed)
     records.update(ip=None, user_agent="")
     for record in records.filter(detail__has_key="note"):
