@@ -14,7 +14,7 @@ process's drainer thread closes it a moment after its first hit, so that the las
 quiet spell are written too. A segment whose lock can be taken is complete: closed by its writer, or
 left by a writer that died (the kernel drops the lock with the process). One drainer at a time
 per spool (an flock on `.drain.lock`) writes complete segments in batches and deletes each file
-once its hits are committed.
+once its hits are committed, and removes what a writer that died while creating a segment left.
 
 Why a file and not a Redis list: an append costs the request a few microseconds of CPU and no
 round trip; an RPUSH cost about a fifth of the request rate (bench/tracking_rps.py). A hit is in
@@ -453,6 +453,7 @@ def hits_drain() -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0
+        _abandoned_segments_remove(directory)
         taken = 0
         batch: list[_Segment] = []
         size = 0
@@ -501,6 +502,30 @@ def _drain_forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_drain_forget_after_fork)
+
+
+# A segment is locked within microseconds of its creation: one still unnamed this long after,
+# and unlocked, was left by a process that died in between (it holds no hits).
+ABANDONED_AFTER_SECONDS = 60
+
+
+def _abandoned_segments_remove(directory: Path) -> None:
+    for entry in os.scandir(directory):
+        if not (entry.name.startswith(".") and entry.name.endswith(".new")):
+            continue
+        try:
+            if time.time() - entry.stat().st_mtime < ABANDONED_AFTER_SECONDS:
+                continue
+            fd = _drain_open(Path(entry.path), os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(entry.path)
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        finally:
+            _drain_close(fd)
 
 
 def _segment_paths(directory: Path) -> list[Path]:

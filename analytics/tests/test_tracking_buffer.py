@@ -485,3 +485,25 @@ def test_a_drainer_thread_that_did_not_stop_in_time_does_not_stop_its_successor(
 
     wait_until(lambda: len(drains) >= 3, timeout=5, what="the next thread draining on its timer")
     drainer.stop()
+
+
+def test_a_segment_abandoned_before_it_was_named_is_removed_once_old(spool: Path):
+    spool.mkdir(parents=True)
+    abandoned = spool / ".1234-abandoned.new"  # its process died between creating and naming it
+    abandoned.touch()
+    old = time.time() - intake.ABANDONED_AFTER_SECONDS - 1
+    os.utime(abandoned, (old, old))
+    just_created = spool / ".1235-fresh.new"  # about to be locked by its writer
+    just_created.touch()
+    held = spool / ".1236-held.new"  # locked, so its writer is alive
+    held.touch()
+    os.utime(held, (old, old))
+    writer = os.open(held, os.O_WRONLY)
+    fcntl.flock(writer, fcntl.LOCK_EX)
+    try:
+        assert intake.hits_drain() == 0
+    finally:
+        os.close(writer)
+
+    assert not abandoned.exists()
+    assert just_created.exists() and held.exists()
