@@ -45,7 +45,6 @@ import os
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -167,7 +166,7 @@ class _SegmentWriter:
 def _segment_open() -> int:
     directory = spool_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    name = f"{os.getpid()}-{uuid.uuid4().hex}"
+    name = f"{os.getpid()}-{secrets.token_hex(16)}"
     temporary = directory / f".{name}.new"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
     try:
@@ -198,7 +197,7 @@ def hits_apply(hits: Iterable[Hit]) -> int:
 
     # Every hit is keyed (Hit.new gives it an id): the key makes a rewrite a no-op, and tells
     # which hits the INSERT wrote.
-    hits = [hit if hit.id else replace(hit, id=uuid.uuid4().hex) for hit in hits]
+    hits = [hit if hit.id else replace(hit, id=secrets.token_hex(16)) for hit in hits]
     if not hits:
         return 0
     message_table = connection.ops.quote_name(Message._meta.db_table)
@@ -394,23 +393,36 @@ class _Segment:
     lines: list[str]
 
 
-def _segment_take(path: Path) -> _Segment | None:
-    """A complete segment, locked and read; None when it is still being written or gone."""
+def _locked_if_free(path: Path) -> int | None:
+    """`path` opened and exclusively locked, or None when another holds its lock (its writer is
+    alive) or it is gone."""
     try:
         fd = _drain_open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _drain_close(fd)
+        return None
+    except BaseException:
+        _drain_close(fd)
+        raise
+    return fd
+
+
+def _segment_take(path: Path) -> _Segment | None:
+    """A complete segment, locked and read; None when it is still being written or gone."""
+    fd = _locked_if_free(path)
+    if fd is None:
+        return None
+    try:
         if os.fstat(fd).st_nlink == 0:  # drained and deleted while we opened it
             _drain_close(fd)
             return None
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
-    except BlockingIOError:
-        _drain_close(fd)
-        return None
     except BaseException:
         _drain_close(fd)
         raise
@@ -453,12 +465,11 @@ def hits_drain() -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0
-        _abandoned_segments_remove(directory)
         taken = 0
         batch: list[_Segment] = []
         size = 0
         try:
-            for path in _segment_paths(directory):
+            for path in _spool_scan(directory):
                 segment = _segment_take(path)
                 if segment is None:
                     continue
@@ -509,33 +520,28 @@ os.register_at_fork(after_in_child=_drain_forget_after_fork)
 ABANDONED_AFTER_SECONDS = 60
 
 
-def _abandoned_segments_remove(directory: Path) -> None:
-    for entry in os.scandir(directory):
-        if not (entry.name.startswith(".") and entry.name.endswith(".new")):
-            continue
-        try:
-            if time.time() - entry.stat().st_mtime < ABANDONED_AFTER_SECONDS:
-                continue
-            fd = _drain_open(Path(entry.path), os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(entry.path)
-        except (BlockingIOError, FileNotFoundError):
-            pass
-        finally:
-            _drain_close(fd)
-
-
-def _segment_paths(directory: Path) -> list[Path]:
+def _spool_scan(directory: Path, *, remove_abandoned: bool = True) -> list[Path]:
+    """The spool's segments, oldest first; on the way (for a drainer), the unnamed files of
+    writers that died while creating a segment are removed."""
     paths = []
     for entry in os.scandir(directory):
+        try:
+            modified = entry.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
         if entry.name.endswith(SEGMENT_SUFFIX):
-            try:
-                paths.append((entry.stat().st_mtime_ns, Path(entry.path)))
-            except FileNotFoundError:
-                continue
+            paths.append((modified, Path(entry.path)))
+        elif (
+            remove_abandoned
+            and entry.name.startswith(".")
+            and entry.name.endswith(".new")
+            and time.time() - modified / 1e9 >= ABANDONED_AFTER_SECONDS
+        ):
+            fd = _locked_if_free(Path(entry.path))
+            if fd is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                _drain_close(fd)
     return [path for _, path in sorted(paths)]
 
 
@@ -544,7 +550,7 @@ def hits_pending() -> int:
     if not spool_dir().is_dir():
         return 0
     pending = 0
-    for path in _segment_paths(spool_dir()):
+    for path in _spool_scan(spool_dir(), remove_abandoned=False):
         try:
             pending += sum(1 for line in path.read_bytes().split(b"\n") if line)
         except FileNotFoundError:

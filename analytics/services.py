@@ -625,7 +625,7 @@ def person_traces_forget(*, organization_id: int, message_ids: Iterable[int], ad
     are no longer anyone's."""
     from delivery.models import Event, Message
 
-    ids = sorted(set(message_ids))
+    ids = set(message_ids)
     if not ids:
         return
     if connection.vendor == "postgresql":
@@ -633,7 +633,7 @@ def person_traces_forget(*, organization_id: int, message_ids: Iterable[int], ad
             # After a flush in progress, before the next one: neither writes these states back.
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FLUSH_LOCK_KEY])
     urls: set[str] = set()
-    for chunk in _chunks(set(ids)):
+    for chunk in _chunks(ids):
         for links in Message.objects.filter(id__in=chunk).values_list("links", flat=True):
             urls.update(link for link in links or () if isinstance(link, str))
         urls.update(Event.objects.filter(message_id__in=chunk).exclude(url="").values_list("url", flat=True))
